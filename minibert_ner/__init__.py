@@ -1,0 +1,17 @@
+"""minibert_ner: multilingual BERT NER from scratch (Moon et al., "Towards Lingua Franca NER with BERT").
+
+Modules, in the order a student reads them:
+  tokenizer  WordPiece from scratch + a fast path through `tokenizers`
+  model      BertConfig and the BERT encoder
+  weights    safetensors in and out (mBERT / Hugging Face key layout)
+  data       CoNLL / WikiANN readers, IOB1/IOB2 tag schemes, label lists, public-data manifest
+  windows    first-piece labels, 64-piece windows with overlap, batching, cloze masks
+  scoring    conlleval-exact chunk F1
+  heads      NER / language-ID / cloze heads and the multitask model with layer freezing
+  train      the hand-written mixed-precision training loop (`python -m minibert_ner.train`)
+  predict    tagging raw text or CoNLL files with a trained model
+
+Nothing is imported here eagerly: `import minibert_ner` does no work.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,24 @@
+"""minibert_ner: one multilingual BERT NER model, built from scratch to be read.
+
+Install for use:            pip install -e .
+Install to run the tests:   pip install -e ".[test]"
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="minibert_ner",
+    version="0.1.0",
+    description="A minimal, from-scratch reproduction of 'Towards Lingua Franca NER with BERT'",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["minibert_ner", "minibert_ner.*"]),
+    python_requires=">=3.10",
+    # The library itself needs only these four; torch is pinned by the CI script to the
+    # local CPU wheel, any recent 2.x works.
+    install_requires=["torch>=2.1", "tokenizers>=0.15", "safetensors>=0.4", "numpy>=1.24"],
+    extras_require={
+        # Reference implementations are used by the parity tests only, never by the library.
+        "test": ["pytest>=7", "hypothesis>=6", "transformers>=4.40", "seqeval>=1.2"],
+        "plot": ["matplotlib>=3.5"],
+    },
+)

