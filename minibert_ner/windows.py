@@ -58,8 +58,8 @@ def split_windows(piece_ids, word_index, max_len=64, overlap=8):
 def _owners(spans, n, overlap):
     """Per piece, the index of the span whose prediction counts for it (the scoring rule)."""
     # The overlap of spans k and k+1 is split in half: its first overlap // 2 pieces belong to k,
-    # the rest to k+1. Each piece is thus scored in the window where it sits further from the
-    # cut edge, i.e. where it has the most context on both sides.
+    # the rest to k+1 (an odd middle piece goes to k+1). Each piece is thus scored in the window
+    # where it sits further from the cut edge, i.e. where it has the most context on both sides.
     owner = [0] * n
     for k in range(1, len(spans)):
         for p in range(spans[k][0] + overlap // 2, n):

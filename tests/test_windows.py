@@ -335,3 +335,18 @@ def test_predictive_cloze_masks_every_piece_of_predicted_entities():
     nothing = predictive_cloze_mask(input_ids, word_ids, is_first, torch.zeros_like(predicted),
                                     LABELS, MASK)
     assert torch.equal(nothing[0], input_ids) and (nothing[1] == X).all()
+
+
+def test_real_corpus_labels_survive_windowing_and_merging(shared_data, mbert_vocab):
+    # gold labels fed back as "predictions" must come out of merge_predictions word for word
+    data = pytest.importorskip("minibert_ner.data")
+    tokenizer_module = pytest.importorskip("minibert_ner.tokenizer")
+    tokenizer = tokenizer_module.WordPieceTokenizer.from_file(mbert_vocab)
+    sentences = data.read_conll(shared_data / "conll2002" / "nl" / "ned.testa", lang="nl")
+    labels = data.build_label_list(sentences)
+    label_to_id = {tag: i for i, tag in enumerate(labels)}
+    windows = encode_sentences(sentences, tokenizer, label_to_id, {"nl": 0})
+    assert len(windows) > len(sentences) and max(len(w.input_ids) for w in windows) == 64
+    merged = merge_predictions(windows, [w.labels for w in windows], sentences)
+    for i, (ids, sentence) in enumerate(zip(merged, sentences)):
+        assert ids == [label_to_id[tag] for tag in sentence.tags], f"first mismatch: sentence {i}"
