@@ -1,0 +1,303 @@
+"""Checkpoints in and out: safetensors files in mBERT's / Hugging Face's key layout.
+
+Loading is a rename plus a shape-checked copy, tensor by tensor (as nanoGPT's `from_pretrained`):
+  - keys with or without the `bert.` prefix (BertForMaskedLM / BertForTokenClassification have it,
+    BertModel does not);
+  - `LayerNorm.gamma/beta` (TF-converted checkpoints) as well as `LayerNorm.weight/bias`;
+  - the masked-LM head `cls.predictions.*` is not part of the encoder: `read_mlm_head` hands it to
+    the cloze head (heads.py); a missing `cls.predictions.decoder.weight` means "tied to the word
+    embeddings", as in BERT;
+  - next-sentence-prediction weights, the pooler (unless asked for) and the `position_ids` buffer
+    are reported and skipped;
+  - anything else missing, unexpected or of the wrong shape is an error naming the key and both
+    shapes (strict by default).
+
+Memory: a safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape, byte
+range) and the raw little-endian bytes. We parse the header and `readinto` each tensor's bytes
+straight into the parameter that will hold it, so loading a 714 MB mBERT file costs the model's
+memory and nothing more (a memory-mapped load would add the mapped pages to the peak). The
+`safetensors` package writes our files and, in the tests, proves the reader reads what it reads.
+
+Saving writes Hugging Face's layout (`bert.` prefix, `config.json`) so `transformers` can load what
+we train. Left out: sharded checkpoints (`model-0000x-of-0000y.safetensors`), PyTorch `.bin` pickles.
+"""
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .model import BertConfig, BertModel
+
+DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
+          "U8": torch.uint8, "BOOL": torch.bool}
+DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded; the message says which file and which key."""
+
+
+@dataclass
+class LoadReport:
+    """What `load_bert` did with every key of the file (kept on the model as `.load_report`)."""
+
+    path: str
+    loaded: list = field(default_factory=list)   # checkpoint keys copied into the encoder
+    skipped: list = field(default_factory=list)  # (checkpoint key, why it was not needed)
+    warnings: list = field(default_factory=list)  # missing/unexpected keys tolerated by strict=False
+
+
+# ---------------------------------------------------------------------------------------------
+# reading safetensors
+
+
+def read_header(path):
+    """Parse a safetensors header: {name: {"dtype", "shape", "data_offsets"}}, and where data starts."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise CheckpointError(f"{path}: {size} bytes is too short to be a safetensors file")
+        n = int.from_bytes(head, "little")
+        if n > size - 8:
+            raise CheckpointError(f"{path}: header claims {n} bytes but the file has {size}; "
+                                  f"truncated, or not a safetensors file")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{path}: the header is not valid JSON; corrupt file") from None
+    header.pop("__metadata__", None)
+    data_size = size - 8 - n
+    for name, e in header.items():
+        # check every entry up front, so a truncated file fails before any copying starts
+        begin, end = e["data_offsets"]
+        if e["dtype"] not in DTYPES:
+            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {e['dtype']}")
+        numel = 1
+        for d in e["shape"]:
+            numel *= d
+        if end - begin != numel * DTYPES[e["dtype"]].itemsize or end > data_size:
+            raise CheckpointError(f"{path}: tensor {name!r} {e['dtype']}{e['shape']} has byte range "
+                                  f"{begin}..{end} but the data section is {data_size} bytes; "
+                                  f"the file is truncated or corrupt")
+    return header, 8 + n
+
+
+def _read_into(f, entry, data_start, out):
+    """Read one tensor's bytes into `out` (contiguous, same dtype and numel) without a copy."""
+    f.seek(data_start + entry["data_offsets"][0])
+    buf = out.view(-1).view(torch.uint8).numpy()  # the parameter's own memory, as bytes
+    if f.readinto(buf) != buf.nbytes:
+        raise CheckpointError(f"{f.name}: unexpected end of file")
+
+
+def read_tensors(path, names=None):
+    """Read tensors (all, or those in `names`) from a safetensors file into new CPU tensors."""
+    header, start = read_header(path)
+    out = {}
+    with open(path, "rb") as f:
+        for name, e in header.items():
+            if names is None or name in names:
+                t = torch.empty(e["shape"], dtype=DTYPES[e["dtype"]])
+                _read_into(f, e, start, t)
+                out[name] = t
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# key names
+
+
+def canonical_name(key):
+    """Checkpoint key -> our module's key: drop `bert.`, rename LayerNorm gamma/beta."""
+    if key.startswith("bert."):
+        key = key[len("bert."):]
+    if key.endswith("LayerNorm.gamma"):
+        key = key[: -len("gamma")] + "weight"
+    elif key.endswith("LayerNorm.beta"):
+        key = key[: -len("beta")] + "bias"
+    return key
+
+
+def _skip_reason(key, model):
+    """Why a checkpoint key that the encoder does not hold may be skipped, or None."""
+    if key.startswith("cls.predictions."):
+        return "masked-LM head: kept for the cloze heads (read_mlm_head)"
+    if key.startswith("cls.seq_relationship."):
+        return "next-sentence-prediction head: not used"
+    if key.startswith("pooler.") and model.pooler is None:
+        return "pooler: not used for NER"
+    if key.endswith("position_ids"):
+        return "a buffer of position indices, recomputed on the fly"
+    return None
+
+
+def _resolve(path, config):
+    """A model folder or a .safetensors file (+ config) -> (weights file, BertConfig)."""
+    path = Path(path)
+    if path.is_dir():
+        weights = path / "model.safetensors"
+        if not weights.is_file():
+            found = ", ".join(sorted(p.name for p in path.iterdir())) or "nothing"
+            raise CheckpointError(f"{path}: no model.safetensors in this folder (found: {found})")
+        folder = path
+    elif path.is_file():
+        weights, folder = path, path.parent
+    else:
+        raise CheckpointError(f"{path}: no such model folder or file")
+    if config is None:
+        for name in ("config.json", "bert_config.json"):
+            if (folder / name).is_file():
+                config = folder / name
+                break
+        else:
+            raise CheckpointError(f"{folder}: no config.json or bert_config.json; pass config=")
+    if not isinstance(config, BertConfig):
+        config = BertConfig.from_json(config)
+    return weights, config
+
+
+# ---------------------------------------------------------------------------------------------
+# loading
+
+
+def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True):
+    """
+    Build a BertModel from a model folder (config + model.safetensors) or a .safetensors file.
+
+    config:  a BertConfig or the path of a config file; by default the folder's config.json
+             (or Google's bert_config.json).
+    strict:  every encoder parameter must be in the file and every key in the file must be used
+             or knowingly skipped (see the module docstring). strict=False initialises the missing
+             parameters as BERT does and ignores unknown keys, reporting both.
+    """
+    weights, config = _resolve(path, config)
+    header, start = read_header(weights)
+    if strict:
+        # Allocate without initialising (every tensor is about to be overwritten): on the meta
+        # device first, then real but empty memory. No second copy of the model ever exists.
+        with torch.device("meta"):
+            model = BertModel(config, add_pooler=add_pooler)
+        model.to_empty(device="cpu")
+    else:
+        model = BertModel(config, add_pooler=add_pooler)
+    params = model.state_dict(keep_vars=True)  # name -> the live Parameter, filled in place
+
+    by_name = {canonical_name(k): k for k in header}
+    problems, skipped, unexpected = [], [], []
+    for name, key in by_name.items():
+        if name not in params:
+            reason = _skip_reason(name, model)
+            (skipped if reason else unexpected).append((key, reason))
+    for key, _ in unexpected:
+        problems.append(f"unexpected key {key!r} {header[key]['dtype']}{header[key]['shape']}")
+    missing = [n for n in params if n not in by_name]
+    problems += [f"missing key {n!r}, expected shape {list(params[n].shape)}" for n in missing]
+
+    with open(weights, "rb") as f, torch.no_grad():
+        for name, p in params.items():
+            if name not in by_name:
+                continue
+            e = header[by_name[name]]
+            if list(e["shape"]) != list(p.shape):
+                problems.append(f"shape mismatch for {by_name[name]!r}: checkpoint {e['shape']}, "
+                                f"model {list(p.shape)} (does the config match the weights?)")
+            elif DTYPES[e["dtype"]] == p.dtype:
+                _read_into(f, e, start, p.data)
+            else:  # e.g. an fp16 checkpoint into an fp32 model: one tensor's temporary copy
+                t = torch.empty(e["shape"], dtype=DTYPES[e["dtype"]])
+                _read_into(f, e, start, t)
+                p.copy_(t)
+
+    fatal = [m for m in problems if strict or m.startswith("shape")]
+    if fatal:
+        raise CheckpointError(f"{weights}: cannot load into BertModel({_describe(config)}):\n  "
+                              + "\n  ".join(fatal))
+    report = LoadReport(str(weights), loaded=[by_name[n] for n in params if n in by_name],
+                        skipped=skipped, warnings=problems)
+    if verbose:
+        print(f"loaded {len(report.loaded)} tensors from {weights}", file=sys.stderr)
+        for key, reason in skipped:
+            print(f"  skipped {key}: {reason}", file=sys.stderr)
+        for m in problems:
+            print(f"  warning: {m}", file=sys.stderr)
+    model.load_report = report
+    return model
+
+
+def _describe(config):
+    return (f"vocab {config.vocab_size}, hidden {config.hidden_size}, "
+            f"{config.num_hidden_layers} layers, {config.max_position_embeddings} positions")
+
+
+def read_mlm_head(path):
+    """
+    The masked-LM head of a checkpoint, keys relative to `cls.predictions.`:
+    transform.dense.{weight,bias}, transform.LayerNorm.{weight,bias}, bias, and decoder.weight
+    only when the file stores an untied decoder. An empty dict when the file has no MLM head.
+    """
+    weights = _resolve(path, BertConfig())[0] if Path(path).is_dir() else Path(path)
+    header, _ = read_header(weights)
+    keys = [k for k in header if canonical_name(k).startswith("cls.predictions.")]
+    tensors = read_tensors(weights, set(keys))
+    return {canonical_name(k)[len("cls.predictions."):]: t for k, t in tensors.items()}
+
+
+def check_vocab_size(vocab_size, config, vocab_path="vocab"):
+    """A vocab whose size differs from the embedding matrix would index past it or waste rows."""
+    if vocab_size != config.vocab_size:
+        raise CheckpointError(f"{vocab_path} has {vocab_size} tokens but the model's word embeddings "
+                              f"have {config.vocab_size} rows; use the vocab the model was trained with")
+
+
+# ---------------------------------------------------------------------------------------------
+# saving
+
+
+def save_safetensors(tensors, path, metadata=None):
+    """Write tensors atomically (a crash mid-write leaves the old file intact)."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    # safetensors refuses tensors that share memory (a tied decoder): store contiguous copies
+    seen, clean = set(), {}
+    for k, t in tensors.items():
+        t = t.detach().cpu().contiguous()
+        ptr = t.untyped_storage().data_ptr()
+        clean[k] = t.clone() if ptr in seen else t
+        seen.add(ptr)
+    save_file(clean, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    os.replace(tmp, path)
+
+
+def hf_config(config, **extra):
+    """Our BertConfig as a Hugging Face config.json dict (plus e.g. architectures, id2label)."""
+    d = config.to_dict()
+    d.pop("attn_implementation")
+    return {**d, "model_type": "bert", **extra}
+
+
+def save_bert(model, folder, prefix="", extra_tensors=None, **config_extra):
+    """
+    Save an encoder in Hugging Face's layout: folder/model.safetensors + folder/config.json.
+    prefix "bert." gives BertFor*-style keys; extra_tensors (e.g. {"classifier.weight": ...}) are
+    stored as given; config_extra goes into config.json (architectures=..., id2label=...).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {prefix + k: v for k, v in model.state_dict().items()}
+    tensors.update(extra_tensors or {})
+    save_safetensors(tensors, folder / "model.safetensors")
+    cfg = hf_config(model.config, architectures=config_extra.pop("architectures", ["BertModel"]),
+                    **config_extra)
+    tmp = folder / "config.json.tmp"
+    tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, folder / "config.json")
+    return folder
