@@ -14,6 +14,8 @@ the same, and no difference turned up on random ill-formed sequences, so there i
 import io
 import json
 import random
+import shutil
+import subprocess
 import sys
 from collections import Counter
 
@@ -139,8 +141,17 @@ def test_score_conventions_for_empty_counts():
 
 def test_chunks_never_cross_sentences():
     # The same tags as ONE sentence would be one PER chunk 0-2; as two sentences, two chunks.
-    s = score([["I-PER"], ["I-PER"]], [["I-PER", "I-PER"][:1], ["I-PER"]])
+    s = score([["I-PER"], ["I-PER"]], [["I-PER"], ["I-PER"]])
     assert (s.n_gold, s.n_correct) == (2, 2)
+    assert score([["I-PER", "I-PER"]], [["I-PER", "I-PER"]]).n_gold == 1
+
+
+def test_docstring_examples():
+    import doctest
+
+    from minibert_ner import scoring
+
+    assert doctest.testmod(scoring).failed == 0
 
 
 def test_score_errors_name_the_sentence():
@@ -434,6 +445,26 @@ def test_percentages_scale_before_dividing_like_conlleval():
     assert "%6.2f" % precision == "%6.2f" % (100 * c / n), case
 
 
+@pytest.mark.skipif(shutil.which("perl") is None, reason="perl not installed")
+def test_percentages_print_like_perl():
+    # conlleval's numbers come from Perl doubles through C printf("%6.2f"); run the same three
+    # formulas in Perl on random counts and compare the printed digits.
+    rng = random.Random(3)
+    cases = []
+    for _ in range(3000):
+        n_pred = rng.randint(1, 5000)
+        n_correct = rng.randint(0, n_pred)
+        cases.append((n_correct, n_pred, rng.randint(max(n_correct, 1), 6000)))
+    program = (r'while(<STDIN>){($c,$n,$g)=split; $p=100*$c/$n; $r=100*$c/$g;'
+               r' $f=($p+$r>0)?2*$p*$r/($p+$r):0; printf "%6.2f %6.2f %6.2f\n",$p,$r,$f}')
+    text = "".join(f"{c} {n} {g}\n" for c, n, g in cases)
+    perl = subprocess.run(["perl", "-e", program], input=text, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    mine = ["%6.2f %6.2f %6.2f" % compute_percentages(*case) for case in cases]
+    mismatches = [(case, p, m) for case, p, m in zip(cases, perl, mine) if p != m]
+    assert len(perl) == len(cases) and not mismatches, f"first mismatch (counts, perl, mine): {mismatches[:1]}"
+
+
 # ----------------------------------------------------------------------------------------------
 # The command line: python -m minibert_ner.evaluate
 # ----------------------------------------------------------------------------------------------
@@ -514,3 +545,17 @@ def test_evaluate_cli_matches_score_on_real_data(shared_data, tmp_path, capsys):
                             for gs, ps in zip(gold, pred)), encoding="utf-8")
     assert evaluate.main([str(path)]) == 0
     assert capsys.readouterr().out == format_report(score(gold, pred))
+
+
+def test_evaluate_cli_counts_docstart_like_published_conlleval_runs(shared_data, tmp_path, capsys):
+    # Published conlleval runs on CoNLL-2003 eng.testa all begin "processed 51578 tokens with
+    # 5942 phrases": 51,362 tokens plus its 216 -DOCSTART- lines. --skip-docstart gives 51,362.
+    path = tmp_path / "eng.testa.out"
+    with open(shared_data / "conll2003/en/eng.testa", encoding="utf-8") as handle:
+        # Gold tag repeated as the prediction: word POS chunk GOLD GOLD.
+        path.write_text("".join(f"{line.rstrip()} {line.split()[-1]}\n" if line.strip() else "\n"
+                                for line in handle), encoding="utf-8")
+    assert evaluate.main([str(path)]) == 0
+    assert capsys.readouterr().out.startswith("processed 51578 tokens with 5942 phrases; found: 5942")
+    assert evaluate.main(["--skip-docstart", str(path)]) == 0
+    assert capsys.readouterr().out.startswith("processed 51362 tokens with 5942 phrases;")
