@@ -1,0 +1,372 @@
+"""WordPiece tokenization as multilingual BERT does it, written from scratch, plus a fast path.
+
+What it does:
+  * `WordPieceTokenizer.tokenize` is google's `FullTokenizer` (BasicTokenizer + WordPiece) in plain
+    Python, with HF's two changes: special tokens are never split, and words over 100 characters
+    become [UNK]. The function names follow google-research/bert `tokenization.py`.
+  * `tokenize_fast`, `encode_words` and `encode_batch_words` go through huggingface `tokenizers`
+    and give the same pieces; training uses them. The tests check this on every sentence we have.
+  * `train_vocab` builds a small WordPiece vocab for runs without a pretrained checkpoint.
+  * `python -m minibert_ner.tokenizer --fertility FILE...` prints wordpieces per word
+    (the "WordPiece fertility" row of the paper's Table 2, section 4).
+
+What it leaves out: NFC normalisation (HF's slow tokenizer added it in 2023; google's original and
+the fast path do not). NFD input such as "a\u0301" therefore gives ['a', '##\u0301'] in the cased
+vocab. Apply `unicodedata.normalize("NFC", text)` yourself before tokenizing if your text needs
+it: it is an explicit optional step, never hidden here. Also left out: sequence pairs and [CLS]/[SEP]
+insertion, which belong to the code that builds model inputs.
+Spec: shared/WORDPIECE.md. Known slow/fast divergences are xfail tests in tests/test_tokenizer.py.
+"""
+import argparse
+import functools
+import os
+import re
+import sys
+import unicodedata
+from pathlib import Path
+
+from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, trainers
+
+# The five tokens BERT needs. Their ids are looked up in the vocab, never assumed.
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
+MAX_INPUT_CHARS_PER_WORD = 100  # HF and tokenizers; google's original used 200
+
+
+class VocabError(ValueError):
+    """A vocab file that is missing or unusable; the message names the file."""
+
+
+def load_vocab(path):
+    """Read vocab.txt the way HF does: line index = id, `rstrip("\\n")` (universal newlines, so CRLF works)."""
+    path = Path(path)
+    if not path.is_file():
+        raise VocabError(f"{path}: vocab file not found (expected a WordPiece vocab.txt, one token per line)")
+    with open(path, encoding="utf-8") as f:
+        tokens = [line.rstrip("\n") for line in f]
+    vocab = {}
+    for index, token in enumerate(tokens):
+        if token in vocab:  # two ids for one string would make id -> token -> id lossy
+            raise VocabError(f"{path}:{index + 1}: duplicate token {token!r} (first on line {vocab[token] + 1})")
+        vocab[token] = index
+    missing = [t for t in SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise VocabError(f"{path}: vocab lacks the special token(s) {missing}; BERT needs all of {list(SPECIAL_TOKENS)}")
+    return vocab
+
+
+# ---------------------------------------------------------------------------------------------
+# Character classes, exactly as in google's tokenization.py.
+
+def _is_whitespace(char):
+    # \t \n \r count as whitespace here even though Unicode calls them control characters.
+    return char in " \t\n\r" or unicodedata.category(char) == "Zs"  # Zs: NBSP, ideographic space...
+
+
+def _is_control(char):
+    if char in "\t\n\r":
+        return False
+    # Cc: C0/C1 controls. Cf: invisible format chars: soft hyphen, ZWJ/ZWNJ, LRM/RLM, BOM.
+    return unicodedata.category(char) in ("Cc", "Cf")
+
+
+def _is_punctuation(char):
+    cp = ord(char)
+    # All non-letter/number ASCII counts, even $ ^ ` + < = > | ~ which Unicode files as symbols (S*).
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    # Beyond ASCII only real punctuation (P*) splits: "5€" and emoji stay inside their word.
+    return unicodedata.category(char).startswith("P")
+
+
+def _is_chinese_char(cp):
+    # Written out (not a loop over CJK_RANGES) because this runs once per character of the corpus.
+    return ((0x4E00 <= cp <= 0x9FFF) or (0x3400 <= cp <= 0x4DBF) or (0x20000 <= cp <= 0x2A6DF)
+            or (0x2A700 <= cp <= 0x2B73F) or (0x2B740 <= cp <= 0x2B81F) or (0x2B820 <= cp <= 0x2CEAF)
+            or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F))
+
+
+# ---------------------------------------------------------------------------------------------
+# The BasicTokenizer steps, one function each.
+
+def _clean_text(text):
+    """Drop NUL, U+FFFD and control characters; turn every whitespace character into " "."""
+    output = []
+    for char in text:
+        cp = ord(char)
+        if cp == 0 or cp == 0xFFFD or _is_control(char):
+            continue  # deleted, so "Köln\xad" is just "Köln" and "\xad" alone is nothing
+        output.append(" " if _is_whitespace(char) else char)
+    return "".join(output)
+
+
+def _tokenize_chinese_chars(text):
+    """Put spaces around each CJK ideograph, so every one becomes its own word."""
+    output = []
+    for char in text:
+        if _is_chinese_char(ord(char)):
+            output.extend((" ", char, " "))
+        else:
+            output.append(char)
+    return "".join(output)
+
+
+def _run_strip_accents(text):
+    """NFD splits "é" into "e" + U+0301; then drop every combining mark (Mn). Nothing is recomposed."""
+    return "".join(c for c in unicodedata.normalize("NFD", text) if unicodedata.category(c) != "Mn")
+
+
+def _run_split_on_punc(text):
+    """Split one word into runs of non-punctuation and single punctuation characters."""
+    output = []  # list of lists of chars; a new list starts at and after every punctuation char
+    start_new_word = True
+    for char in text:
+        if _is_punctuation(char):
+            output.append([char])
+            start_new_word = True
+        else:
+            if start_new_word:
+                output.append([])
+            start_new_word = False
+            output[-1].append(char)
+    return ["".join(chars) for chars in output]
+
+
+class WordPieceTokenizer:
+    """BERT's tokenizer: from-scratch `tokenize`, and `tokenize_fast`/`encode_words` through `tokenizers`."""
+
+    def __init__(self, vocab, lowercase=False):
+        self.vocab = dict(vocab)  # token -> id
+        self.inv_vocab = [None] * len(self.vocab)  # id -> token
+        for token, index in self.vocab.items():
+            self.inv_vocab[index] = token
+        self.lowercase = lowercase
+        for token in SPECIAL_TOKENS:  # pad_token_id, unk_token_id, ... from the vocab itself
+            setattr(self, token.strip("[]").lower() + "_token_id", self.vocab[token])
+        # Special tokens are matched in the raw text before anything else (HF's never_split), so a
+        # literal "[MASK]" stays one token instead of becoming "[", "MASK", "]" as in google's code.
+        self.special_pattern = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
+        # No vocab entry is longer than this, so longer candidate substrings need not be tried.
+        self.max_piece_chars = max(len(t[2:] if t.startswith("##") else t) for t in self.vocab)
+        # The same word recurs constantly in a corpus: remember its pieces (per instance, bounded;
+        # tuples, so no caller can change a cached answer).
+        self._cached_wordpiece = functools.lru_cache(maxsize=1 << 18)(self._wordpiece)
+        self._fast = None  # the `tokenizers` pipeline, built on first use
+
+    @classmethod
+    def from_file(cls, vocab_path, lowercase=False):
+        """Load a vocab.txt; use lowercase=True only for uncased vocabularies."""
+        return cls(load_vocab(vocab_path), lowercase=lowercase)
+
+    def __len__(self):
+        return len(self.inv_vocab)
+
+    # ----- the slow path, from scratch --------------------------------------------------------
+
+    def basic_tokenize(self, text):
+        """Clean, isolate CJK, split on whitespace, (lowercase and strip accents), split punctuation."""
+        text = _tokenize_chinese_chars(_clean_text(text))
+        words = []
+        for token in text.split():  # google's whitespace_tokenize
+            if self.lowercase:  # uncased models only; cased mBERT keeps case AND accents
+                token = _run_strip_accents(token.lower())
+            words.extend(_run_split_on_punc(token))
+        # Stripping accents can empty a token ("\u0301" alone), so split once more to drop blanks.
+        return " ".join(words).split()
+
+    def wordpiece(self, word):
+        """Greedy longest-match-first: "unaffable" -> ["un", "##aff", "##able"]; no match -> ["[UNK]"]."""
+        return list(self._cached_wordpiece(word))
+
+    def _wordpiece(self, word):
+        if len(word) > MAX_INPUT_CHARS_PER_WORD:  # len() counts code points, as Rust's chars() does
+            return ("[UNK]",)
+        pieces = []
+        start = 0
+        while start < len(word):
+            # Try the longest substring first, shrinking from the right until the vocab knows it.
+            end = min(len(word), start + self.max_piece_chars)
+            piece = None
+            while start < end:
+                candidate = word[start:end]
+                if start > 0:
+                    candidate = "##" + candidate  # "##" marks a piece that continues a word
+                if candidate in self.vocab:
+                    piece = candidate
+                    break
+                end -= 1
+            if piece is None:
+                # No piece fits here. BERT does not keep the pieces found so far: the word is lost.
+                return ("[UNK]",)
+            pieces.append(piece)
+            start = end
+        return tuple(pieces)
+
+    def tokenize(self, text):
+        """Text -> wordpieces, in pure Python. No [CLS]/[SEP] are added."""
+        pieces = []
+        # re.split with a group keeps the separators: odd positions hold the special tokens.
+        for i, chunk in enumerate(self.special_pattern.split(text)):
+            if i % 2 == 1:
+                pieces.append(chunk)
+                continue
+            for word in self.basic_tokenize(chunk):
+                pieces.extend(self._cached_wordpiece(word))
+        return pieces
+
+    # ----- the fast path, through huggingface/tokenizers -------------------------------------
+
+    @property
+    def fast(self):
+        """The equivalent `tokenizers.Tokenizer` (Rust), built once on first use."""
+        if self._fast is None:
+            fast = Tokenizer(models.WordPiece(self.vocab, unk_token="[UNK]",
+                                              max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD))
+            # strip_accents=lowercase is BERT's default: uncased vocabularies also strip accents.
+            fast.normalizer = normalizers.BertNormalizer(
+                clean_text=True, handle_chinese_chars=True,
+                strip_accents=self.lowercase, lowercase=self.lowercase)
+            fast.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+            # AddedTokens with normalized=False are matched in the raw text, before normalization.
+            fast.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS])
+            self._fast = fast
+        return self._fast
+
+    def tokenize_fast(self, text):
+        """Same pieces as `tokenize`, from the Rust implementation."""
+        return self.fast.encode(text, add_special_tokens=False).tokens
+
+    def _align(self, n_words, encoding):
+        """Piece ids and word index per piece, with [UNK] for any word that produced no piece."""
+        if len(set(encoding.word_ids)) == n_words:  # the common case: every word has a piece
+            return encoding.ids, encoding.word_ids
+        pieces_per_word = [[] for _ in range(n_words)]
+        for piece_id, word_index in zip(encoding.ids, encoding.word_ids):
+            pieces_per_word[word_index].append(piece_id)
+        ids, word_ids = [], []
+        for word_index, word_pieces in enumerate(pieces_per_word):
+            # A word made only of deleted characters ("\xad") would vanish and take its label
+            # with it; giving it [UNK] keeps one piece per labelled word.
+            word_pieces = word_pieces or [self.unk_token_id]
+            ids.extend(word_pieces)
+            word_ids.extend([word_index] * len(word_pieces))
+        return ids, word_ids
+
+    def encode_words(self, words):
+        """Pre-split words -> (piece ids, word index of each piece). No [CLS]/[SEP]."""
+        encoding = self.fast.encode(list(words), is_pretokenized=True, add_special_tokens=False)
+        return self._align(len(words), encoding)
+
+    def encode_batch_words(self, sentences):
+        """`encode_words` for many sentences at once (tokenizers runs the batch in parallel)."""
+        sentences = [list(words) for words in sentences]
+        encodings = self.fast.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
+        return [self._align(len(words), e) for words, e in zip(sentences, encodings)]
+
+    def convert_tokens_to_ids(self, tokens):
+        return [self.vocab.get(token, self.unk_token_id) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.inv_vocab[i] for i in ids]
+
+
+def train_vocab(words, vocab_size, path):
+    """Train a cased WordPiece vocab on `words` with tokenizers' trainer; write vocab.txt; return path."""
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD))
+    # Same normalization and pre-tokenization as cased mBERT, so the vocab fits `WordPieceTokenizer`.
+    tokenizer.normalizer = normalizers.BertNormalizer(
+        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    # The trainer gives the special tokens the first ids, in order: [PAD]=0 ... [MASK]=4.
+    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
+                                        continuing_subword_prefix="##", show_progress=False)
+    tokenizer.train_from_iterator(words, trainer)
+    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(token + "\n" for token, _ in by_id), encoding="utf-8")
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: tokenize a string, or measure fertility on CoNLL / WikiANN files.
+
+def read_sentences(path):
+    """(1-based line of first word, words) per sentence of a CoNLL/WikiANN file; the word is column 1.
+
+    Just enough for fertility and the parity tests; the full reader with tags is minibert_ner.data.
+    """
+    sentences, words, first_line = [], [], 0
+    with open(path, encoding="utf-8") as f:
+        for line_number, line in enumerate(f, start=1):
+            columns = line.split()
+            if not columns:  # a blank (or whitespace-only, e.g. "\r") line ends a sentence
+                if words:
+                    sentences.append((first_line, words))
+                words = []
+            elif columns[0] != "-DOCSTART-":
+                if not words:
+                    first_line = line_number
+                words.append(columns[0])
+    if words:
+        sentences.append((first_line, words))
+    return sentences
+
+
+def measure_fertility(tokenizer, sentences, label="", batch_size=2000):
+    """(words, pieces) over sentences; progress on stderr for big files."""
+    n_words = n_pieces = 0
+    for start in range(0, len(sentences), batch_size):
+        for ids, _ in tokenizer.encode_batch_words(sentences[start:start + batch_size]):
+            n_pieces += len(ids)
+        n_words += sum(len(words) for words in sentences[start:start + batch_size])
+        if len(sentences) > batch_size:
+            done = min(start + batch_size, len(sentences))
+            print(f"\r{label}: {done}/{len(sentences)} sentences", end="", file=sys.stderr, flush=True)
+    if len(sentences) > batch_size:
+        print(file=sys.stderr)
+    return n_words, n_pieces
+
+
+def default_vocab_path():
+    shared = Path(os.environ.get("MINIBERT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    return shared / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="python -m minibert_ner.tokenizer",
+        description="Split text into mBERT wordpieces, or measure WordPiece fertility (paper, Table 2: "
+                    "average pieces per word; high fertility means a language is poorly covered by the vocab).",
+        epilog='examples:\n  python -m minibert_ner.tokenizer "Köln liegt am Rhein."\n'
+               "  python -m minibert_ner.tokenizer --fertility ../shared/data/wikiann/ar/dev-ar.tsv\n"
+               "CoNLL/WikiANN files: the first column of each non-blank, non -DOCSTART- line is a word.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("text", nargs="?", help="text to tokenize; its pieces are printed one line")
+    parser.add_argument("--fertility", nargs="+", metavar="FILE", help="CoNLL or WikiANN files to measure")
+    parser.add_argument("--vocab", type=Path, default=None,
+                        help=f"vocab.txt (default: {default_vocab_path()} if it exists)")
+    parser.add_argument("--lowercase", action="store_true", help="lowercase and strip accents (uncased vocabs)")
+    args = parser.parse_args(argv)
+    if args.text is None and not args.fertility:
+        parser.error("give TEXT to tokenize or --fertility FILE...")
+    vocab_path = args.vocab or default_vocab_path()
+    if args.vocab is None and not vocab_path.is_file():
+        parser.error(f"no vocab at {vocab_path}; pass --vocab PATH/vocab.txt")
+    try:
+        tokenizer = WordPieceTokenizer.from_file(vocab_path, lowercase=args.lowercase)
+    except VocabError as error:
+        parser.error(str(error))
+    if args.text is not None:
+        print(" ".join(tokenizer.tokenize(args.text)))
+    if args.fertility:
+        print(f"{'file':<40} {'words':>10} {'pieces':>10} {'pieces/word':>12}")
+        for path in args.fertility:
+            sentences = [words for _, words in read_sentences(path)]
+            n_words, n_pieces = measure_fertility(tokenizer, sentences, label=str(path))
+            ratio = n_pieces / n_words if n_words else float("nan")
+            print(f"{str(path):<40} {n_words:>10} {n_pieces:>10} {ratio:>12.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
