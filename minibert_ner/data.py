@@ -1,0 +1,360 @@
+"""Reading and writing NER corpora: CoNLL-2002/2003 and WikiANN files, IOB1/IOB2 tag schemes, labels.
+
+What it does: turns a labelled file into a list of `Sentence`s (words, tags, language, and where in
+the file each came from), converts between the IOB1 scheme the paper trains on (Moon et al.,
+Section 3: "We are using an IOB1 encoding") and the IOB2 scheme most corpora ship in, builds the
+label list, reads raw text for the auxiliary cloze tasks, writes conlleval input, and knows where
+the public corpora live (`datasets.json`; `python -m minibert_ner.data --help`).
+
+What it leaves out: word pieces, windows and batches (`windows.py`), chunk scoring (`scoring.py`),
+IOBES/BILOU schemes, and any silent repair of the data: a malformed line is an error naming the
+file and line, never a skipped line.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import urllib.error
+import urllib.request
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DOCSTART = "-DOCSTART-"
+SCHEMES = ("IOB1", "IOB2")
+# CoNLL file stems name their language with three letters; everything else uses ISO 639-1.
+_LANG_BY_STEM = {"eng": "en", "deu": "de", "esp": "es", "ned": "nl"}
+_TAG = re.compile(r"O|[BI]-\S+")  # "O", or B-/I- followed by a non-empty type
+
+
+class DataError(ValueError):
+    """A data file is not what it should be; the message reads `path:line: what was expected`."""
+
+
+@dataclass
+class Sentence:
+    """One sentence: `tags` is empty for unlabelled text; `line` is the 1-based line of words[0]."""
+    words: list[str]
+    tags: list[str]
+    lang: str
+    source: str = ""
+    line: int = 0
+
+
+def infer_lang(path: str | Path) -> str:
+    """Language code from a file name (eng.train -> en, train-ru.tsv -> ru, .../de/x.txt -> de)."""
+    path = Path(path)
+    stem = path.name.split(".")[0]
+    if stem in _LANG_BY_STEM:
+        return _LANG_BY_STEM[stem]
+    match = re.search(r"-([a-z]{2})\.tsv$", path.name)
+    if match:
+        return match.group(1)
+    # A folder named like a language code, nearest first: conll2003/de/derived-flydzy/train.txt,
+    # or like the manifest's dataset names: data/raw/conll2003-de/derived-train.txt.
+    for parent in list(path.parents)[:3]:
+        match = re.fullmatch(r"(?:.+-)?([a-z]{2})", parent.name)
+        if match:
+            return match.group(1)
+    raise DataError(f"{path}: cannot tell the language from the file name; pass lang='xx'")
+
+
+def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]:
+    """Read a CoNLL-2002/2003 or WikiANN file: token first, NER tag last, blank line between sentences.
+
+    scheme=None keeps the tags as written; "IOB1" or "IOB2" converts every sentence.
+    """
+    path = Path(path)
+    lang = lang or infer_lang(path)
+    if scheme is not None and scheme not in SCHEMES:
+        raise ValueError(f"scheme must be one of {SCHEMES} or None, got {scheme!r}")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise DataError(f"{path}:0: no such file; expected a CoNLL or WikiANN file "
+                        f"(`python -m minibert_ner.data list` shows where to get one)") from None
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1  # the line holding the first bad byte
+        raise DataError(f"{path}:{line}: not valid {encoding}; the original CoNLL-2002 files are "
+                        f"latin-1: pass encoding=\"latin-1\"") from None
+
+    sentences, words, tags = [], [], []
+    first_line, n_columns = 0, None
+
+    def end_sentence():
+        if words:
+            sentences.append(Sentence(list(words), list(tags), lang, str(path), first_line))
+            words.clear()
+            tags.clear()
+
+    # split("\n"), not splitlines(): the latter also breaks at \x1c, \x85 or \u2028, which can
+    # be inside a token. str.split() below drops a trailing "\r", so CRLF files need no special case.
+    for number, line in enumerate(text.split("\n"), start=1):
+        columns = line.split()
+        if not columns:  # "", "\r", " \r": a sentence boundary
+            end_sentence()
+            continue
+        if columns[0] == DOCSTART:  # article marker: ends a sentence, is never a token
+            end_sentence()
+            continue
+        # Every data line must have the column count of the file's first one: a different count
+        # means a token with a space in it, a missing tag, or two files glued together.
+        if n_columns is None:
+            n_columns = len(columns)
+        if len(columns) != n_columns or n_columns < 2:
+            raise DataError(f"{path}:{number}: {len(columns)} column(s), expected {n_columns} like "
+                            f"the first data line (token ... tag); need at least 2")
+        if not _TAG.fullmatch(columns[-1]):
+            raise DataError(f"{path}:{number}: bad tag {columns[-1]!r}; expected O, B-TYPE or I-TYPE")
+        if not words:
+            first_line = number
+        words.append(columns[0])
+        tags.append(columns[-1])
+    end_sentence()
+    if not sentences:
+        raise DataError(f"{path}:1: no sentences; expected lines 'token ... tag' separated by blank lines")
+    if scheme is not None:
+        for sentence in sentences:
+            sentence.tags = convert_scheme(sentence.tags, scheme)
+    return sentences
+
+
+# ----------------------------------------------------------------------------------------------
+# Tag schemes. Both describe the same chunks; they differ in where "B-" is written:
+#   IOB2: every entity starts with B-.           [B-PER I-PER B-PER] [O] [B-LOC]
+#   IOB1: entities start with I-; B- only when an entity directly follows one of the same type.
+#                                                [I-PER I-PER B-PER] [O] [I-LOC]
+# The shared rule (conlleval's): a chunk starts at B-X, or at I-X whose previous tag is O or of
+# another type. Applying it to ANY sequence makes both conversions keep the chunks unchanged, so an
+# I-X after O in IOB2 data (one per Spanish file) is read as an entity start, as conlleval does.
+# ----------------------------------------------------------------------------------------------
+def _entity_type(tag: str) -> str:
+    return "" if tag == "O" else tag[2:]
+
+
+def starts_chunk(previous: str, tag: str) -> bool:
+    """True when `tag` opens a new entity after `previous` (use "O" before the first word)."""
+    if tag == "O":
+        return False
+    return tag.startswith("B-") or _entity_type(previous) != _entity_type(tag)
+
+
+def iob1_to_iob2(tags: list[str]) -> list[str]:
+    """Write B- on every chunk start (IOB2); chunks are unchanged."""
+    previous, out = "O", []
+    for tag in tags:
+        out.append("B-" + tag[2:] if starts_chunk(previous, tag) else tag)
+        previous = tag
+    return out
+
+
+def iob2_to_iob1(tags: list[str]) -> list[str]:
+    """Write I- on chunk starts, keeping B- only right after an entity of the same type (IOB1)."""
+    previous, out = "O", []
+    for tag in tags:
+        # A B-X is needed only to split X from an X right before it; else I-X starts the chunk too.
+        if tag.startswith("B-") and _entity_type(previous) != tag[2:]:
+            tag = "I-" + tag[2:]
+        out.append(tag)
+        previous = tag
+    return out
+
+
+def convert_scheme(tags: list[str], scheme: str) -> list[str]:
+    """Tags in `scheme` ("IOB1" or "IOB2"), whatever scheme they are in now."""
+    if scheme == "IOB1":
+        return iob2_to_iob1(tags)
+    if scheme == "IOB2":
+        return iob1_to_iob2(tags)
+    raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {SCHEMES}")
+
+
+def detect_scheme(sentences: list[Sentence]) -> str | None:
+    """"IOB1" if entities mostly start with I-, "IOB2" if with B-, None when there are none."""
+    starts = Counter()
+    for sentence in sentences:
+        for previous, tag in zip(["O"] + sentence.tags, sentence.tags):
+            if starts_chunk(previous, tag):
+                # A B- glued to an entity of the same type is written in both schemes: no evidence.
+                if tag.startswith("I-"):
+                    starts["IOB1"] += 1
+                elif _entity_type(previous) != _entity_type(tag):
+                    starts["IOB2"] += 1
+    if not starts["IOB1"] and not starts["IOB2"]:
+        return None
+    return "IOB1" if starts["IOB1"] > starts["IOB2"] else "IOB2"
+
+
+# ----------------------------------------------------------------------------------------------
+# Labels, raw text, conlleval output
+# ----------------------------------------------------------------------------------------------
+def build_label_list(sentences: list[Sentence]) -> list[str]:
+    """["O", then B-X and I-X for every entity type X seen, sorted]: the same list on every run.
+
+    Both prefixes go in even if one is never seen: IOB1 training data may hold no B-MISC at all
+    (B- is rare there) while the test set has one, and the classifier must be able to output it.
+    """
+    types = {_entity_type(tag) for sentence in sentences for tag in sentence.tags} - {""}
+    return ["O"] + sorted(prefix + "-" + name for name in types for prefix in "BI")
+
+
+def check_labels(sentences: list[Sentence], labels: list[str], strict: bool = True) -> int:
+    """Raise (strict) or warn for every tag not in `labels`, naming file and line; return how many."""
+    known, unknown = set(labels), 0
+    for sentence in sentences:
+        for offset, tag in enumerate(sentence.tags):
+            if tag in known:
+                continue
+            unknown += 1
+            message = (f"{sentence.source}:{sentence.line + offset}: tag {tag!r} never seen in "
+                       f"training; known labels: {' '.join(labels)}")
+            if strict:
+                raise DataError(message)
+            warnings.warn(message, stacklevel=2)
+    return unknown
+
+
+def read_text(path_or_lines, lang: str) -> list[Sentence]:
+    """Unlabelled text, one sentence per line, split at whitespace (punctuation is the tokenizer's job)."""
+    if isinstance(path_or_lines, (str, Path)):
+        source = str(path_or_lines)
+        lines = Path(path_or_lines).read_text(encoding="utf-8").split("\n")
+    else:
+        source, lines = "", list(path_or_lines)
+    return [Sentence(line.split(), [], lang, source, number)
+            for number, line in enumerate(lines, start=1) if line.split()]
+
+
+def write_conll(path, sentences: list[Sentence], predictions=None) -> None:
+    """Write `token gold [pred]` lines, a blank line after each sentence: the input conlleval reads."""
+    with open(path, "w", encoding="utf-8", newline="\n") as out:
+        for index, sentence in enumerate(sentences):
+            columns = [sentence.words] + ([sentence.tags] if sentence.tags else [])
+            if predictions is not None:
+                columns.append(predictions[index])
+            if any(len(column) != len(sentence.words) for column in columns):
+                raise DataError(f"{sentence.source}:{sentence.line}: tags/predictions and words "
+                                f"differ in length ({[len(c) for c in columns]})")
+            for row in zip(*columns):
+                out.write(" ".join(row) + "\n")
+            out.write("\n")
+
+
+# ----------------------------------------------------------------------------------------------
+# The public corpora: manifest, download, statistics (`python -m minibert_ner.data --help`)
+# ----------------------------------------------------------------------------------------------
+def load_manifest() -> dict:
+    """The dataset manifest (minibert_ner/datasets.json): sources, terms, checksums, counts."""
+    return json.loads((Path(__file__).parent / "datasets.json").read_text(encoding="utf-8"))
+
+
+def download(name: str, to: str | Path) -> list[Path]:
+    """Fetch every file of dataset `name` into to/name/, verify sha256, write atomically."""
+    manifest = load_manifest()
+    if name not in manifest:
+        raise DataError(f"unknown dataset {name!r}; known: {', '.join(manifest)}")
+    folder = Path(to) / name
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for entry in manifest[name]["files"]:
+        target = folder / entry["file"]
+        if not entry.get("url"):
+            print(f"{name}/{entry['file']}: no public download. {entry['note']}", file=sys.stderr)
+            continue
+        # Checksums pin the exact bytes the counts in datasets.json (and the tests) were made from.
+        if target.exists() and hashlib.sha256(target.read_bytes()).hexdigest() == entry["sha256"]:
+            print(f"{target}: already there, checksum ok", file=sys.stderr)
+        else:
+            _fetch(entry, target)
+        written.append(target)
+    return written
+
+
+def _fetch(entry: dict, target: Path) -> None:
+    """Stream one URL to target.part with a progress line, check the checksum, then rename."""
+    how_to = (f"fetch {entry['url']} by hand, save it as {target}, and check that "
+              f"`sha256sum {target.name}` prints {entry['sha256']} (re-running this command checks it)")
+    partial = target.with_name(target.name + ".part")
+    try:
+        with urllib.request.urlopen(entry["url"], timeout=30) as response, open(partial, "wb") as out:
+            digest, done, total = hashlib.sha256(), 0, entry.get("bytes") or 0
+            while chunk := response.read(1 << 16):  # 64 KiB at a time: hash while writing
+                out.write(chunk)
+                digest.update(chunk)
+                done += len(chunk)
+                percent = f" {100 * done / total:5.1f}%" if total else ""
+                # "\r" redraws one progress line; stderr keeps stdout clean for the list of paths.
+                print(f"\r{target.name}: {done / 1e6:6.2f} MB{percent}", end="", file=sys.stderr)
+            print(file=sys.stderr)
+    except (urllib.error.URLError, OSError) as err:
+        partial.unlink(missing_ok=True)
+        raise DataError(f"{entry['url']}: cannot download ({err}). Offline? Then {how_to}") from None
+    if digest.hexdigest() != entry["sha256"]:
+        partial.unlink()
+        raise DataError(f"{entry['url']}: sha256 {digest.hexdigest()} is not the expected "
+                        f"{entry['sha256']}; the file changed upstream. {how_to}")
+    os.replace(partial, target)  # atomic: a reader never sees half a file
+
+
+def describe(path, lang=None, encoding="utf-8") -> str:
+    """One line per file: sentences, tokens, entities per type, tag scheme."""
+    sentences = read_conll(path, lang=lang or "xx", encoding=encoding)  # language is irrelevant here
+    # One entity per chunk start: the count conlleval (and stats.json) reports.
+    entities = Counter(tag[2:] for sentence in sentences
+                       for previous, tag in zip(["O"] + sentence.tags, sentence.tags)
+                       if starts_chunk(previous, tag))
+    per_type = ", ".join(f"{name} {count}" for name, count in sorted(entities.items()))
+    tokens = sum(len(sentence.words) for sentence in sentences)
+    return (f"{path}: {len(sentences)} sentences, {tokens} tokens, entities: {per_type or 'none'}; "
+            f"scheme {detect_scheme(sentences)}")
+
+
+def main(argv=None) -> int:
+    """The command line; returns the exit status (1 with a plain message on any DataError)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m minibert_ner.data",
+        description="Public NER corpora: list where they come from, download and verify them, "
+                    "count what is in a file.",
+        epilog="examples:\n  python -m minibert_ner.data list\n"
+               "  python -m minibert_ner.data download conll2002-es --to data/raw\n"
+               "  python -m minibert_ner.data stats data/raw/conll2002-es/esp.train\n"
+               "Most corpora are research-only: read the terms `list` prints before use.",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("list", help="print every dataset, its source, terms and files")
+    fetch = commands.add_parser("download", help="fetch a dataset and verify its sha256")
+    fetch.add_argument("name", help="a name from `list`, e.g. conll2003-en or wikiann-sw")
+    fetch.add_argument("--to", default="data/raw", help="folder to put NAME/ in (default data/raw)")
+    stats = commands.add_parser("stats", help="sentences, tokens, entities per type, tag scheme")
+    stats.add_argument("files", nargs="+")
+    stats.add_argument("--encoding", default="utf-8", help="latin-1 for the original CoNLL-2002 files")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for name, dataset in load_manifest().items():
+                print(f"{name}  [{dataset['lang']}, {dataset['scheme']}]  {dataset['official']}")
+                print(f"    terms: {dataset['licence']}")
+                for entry in dataset["files"]:
+                    count = f"{entry['sentences']} sentences" if entry.get("sentences") else "-"
+                    print(f"    {entry['split']:5} {entry['file']:22} {count:18} {entry.get('url') or entry['note']}")
+        elif args.command == "download":
+            for path in download(args.name, args.to):
+                print(path)
+        else:
+            for path in args.files:
+                print(describe(path, encoding=args.encoding))
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

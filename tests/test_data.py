@@ -1,0 +1,348 @@
+"""Tests for minibert_ner.data: readers against the real corpora's published counts, every error
+path naming file and line, IOB1/IOB2 conversions, labels, the manifest/download, and the sample."""
+import hashlib
+import importlib.util
+import io
+import json
+import urllib.error
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from minibert_ner import data
+from minibert_ner.data import (DataError, Sentence, build_label_list, check_labels, convert_scheme,
+                               detect_scheme, infer_lang, iob1_to_iob2, iob2_to_iob1, read_conll,
+                               read_text, write_conll)
+
+try:  # the scorer is written in parallel; until it lands, count chunks by conlleval's rule here
+    from minibert_ner.scoring import get_chunks
+except ImportError:
+    def get_chunks(tags):
+        chunks, previous = [], "O"
+        for i, tag in enumerate(tags + ["O"]):
+            if chunks and chunks[-1][2] is None and (tag == "O" or tag[0] == "B" or tag[2:] != previous[2:]):
+                chunks[-1] = (chunks[-1][0], chunks[-1][1], i)
+            if tag != "O" and (tag[0] == "B" or tag[2:] != previous[2:]):
+                chunks.append((tag[2:], i, None))
+            previous = tag
+        return chunks
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE = REPO / "data" / "sample"
+LANGS = ["en", "de", "es", "nl", "ru"]
+
+
+def write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------
+# Real data: every file in shared/data/stats.json
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_readers_reproduce_stats_json_for_every_file(shared_data):
+    """Sentences, tokens, -DOCSTART- lines and conlleval entity spans per type, for all 47 files.
+
+    -DOCSTART- lines are counted as the non-blank lines no sentence covers, which also proves
+    that nothing was silently skipped and that every Sentence.line points at its first word.
+    """
+    stats = json.loads((shared_data / "stats.json").read_text(encoding="utf-8"))
+    assert len(stats) == 47
+    mismatches = []
+    for name, expected in stats.items():
+        path = shared_data / name
+        sentences = read_conll(path)
+        lines = path.read_text(encoding="utf-8").split("\n")
+        covered = set()
+        for sentence in sentences:
+            for offset, word in enumerate(sentence.words):
+                assert lines[sentence.line - 1 + offset].split()[0] == word, (name, sentence.line, offset)
+                covered.add(sentence.line - 1 + offset)
+        leftover = [line for i, line in enumerate(lines) if line.split() and i not in covered]
+        assert all(line.split()[0] == "-DOCSTART-" for line in leftover), (name, leftover[:3])
+        entities = Counter(chunk[0] for s in sentences for chunk in get_chunks(s.tags))
+        got = {"sentences": len(sentences), "tokens": sum(len(s.words) for s in sentences),
+               "docstart_lines": len(leftover), "entity_spans_conlleval": dict(entities)}
+        want = {key: expected[key] for key in got}
+        if got != want:
+            mismatches.append(f"{name}: got {got}, expected {want}")
+        assert sentences[0].lang == infer_lang(path) and len(sentences[0].lang) == 2
+    assert not mismatches, f"{len(mismatches)} file(s) differ; first: {mismatches[0]}"
+
+
+def test_real_schemes_and_quirks(shared_data):
+    eng = read_conll(shared_data / "conll2003/en/eng.testa")
+    assert eng[0].lang == "en" and detect_scheme(eng) == "IOB1"
+    esp = read_conll(shared_data / "conll2002/es/esp.testa")
+    assert detect_scheme(esp) == "IOB2"
+    # The one I-LOC after O in esp.testa (line 30882, "Río") is an entity start: IOB2 writes it B-.
+    (quirk,) = [s for s in esp if s.line <= 30882 < s.line + len(s.words)]
+    position = 30882 - quirk.line
+    assert quirk.words[position] == "Río" and quirk.tags[position] == "I-LOC"
+    assert iob1_to_iob2(quirk.tags)[position] == "B-LOC"
+    # The derived German train: CRLF, " \r" separators, and the spurious bare "\r" on line 15.
+    derived = read_conll(shared_data / "conll2003/de/derived-flydzy/train.txt", scheme="IOB1")
+    assert derived[0].lang == "de"
+    assert (derived[1].line, derived[1].words[-2:], derived[1].tags[-2:]) == (9, ["Albrecht", "Lehmann"], ["I-PER"] * 2)
+    assert (derived[2].line, derived[2].words[0]) == (16, "läßt")
+    assert not any("\r" in w or "\r" in t for s in derived[:100] for w, t in zip(s.words, s.tags))
+
+
+# ---------------------------------------------------------------------------------------------
+# Formats and errors on small hand-made files
+# ---------------------------------------------------------------------------------------------
+def test_crlf_whitespace_separators_and_docstart_without_blank_line(tmp_path):
+    path = write(tmp_path, "mini-de.tsv", "-DOCSTART- O\r\n \r\nEU I-ORG\r\nlehnt O\r\n\r\n"
+                                          "deutsche I-MISC\r\n \r\n-DOCSTART- O\r\nBonn I-LOC\r\n")
+    sentences = read_conll(path)
+    assert [(s.words, s.tags, s.line) for s in sentences] == [
+        (["EU", "lehnt"], ["I-ORG", "O"], 3), (["deutsche"], ["I-MISC"], 6), (["Bonn"], ["I-LOC"], 9)]
+    assert sentences[0].lang == "de" and sentences[0].source == str(path)
+    assert [s.tags for s in read_conll(path, scheme="IOB2")] == [["B-ORG", "O"], ["B-MISC"], ["B-LOC"]]
+
+
+def test_latin1_file_read_as_utf8_says_what_to_do(tmp_path):
+    path = write(tmp_path, "esp.train", "El O\nRío I-LOC\n", encoding="latin-1")
+    with pytest.raises(DataError, match=rf'{path}:2: not valid utf-8.*encoding="latin-1"'):
+        read_conll(path)
+    assert read_conll(path, encoding="latin-1")[0].words == ["El", "Río"]
+
+
+@pytest.mark.parametrize("text, line, what", [
+    ("EU NNP I-ORG\nrejects VBZ\n", 2, "2 column(s), expected 3"),
+    ("EU NNP I-ORG\n\nrejects VBZ B-NP O\n", 3, "4 column"),
+    ("EU\n", 1, "need at least 2"),
+    ("EU O\nPeter B_PER\n", 2, "bad tag 'B_PER'"),
+    ("EU X-LOC\n", 1, "bad tag 'X-LOC'"),
+    ("EU O\n\nPeter B-\n", 3, "bad tag 'B-'"),
+    ("", 1, "no sentences"),
+    ("\n \n\r\n", 1, "no sentences"),
+    ("-DOCSTART- -X- O\n\n", 1, "no sentences"),
+])
+def test_malformed_files_name_file_and_line(tmp_path, text, line, what):
+    path = write(tmp_path, "eng.bad", text)
+    with pytest.raises(DataError) as error:
+        read_conll(path)
+    assert str(error.value).startswith(f"{path}:{line}: ") and what in str(error.value), str(error.value)
+
+
+def test_missing_file_and_unknown_language(tmp_path):
+    with pytest.raises(DataError, match=f"{tmp_path / 'eng.nothere'}.*no such file"):
+        read_conll(tmp_path / "eng.nothere")
+    path = write(tmp_path, "corpus.txt", "EU I-ORG\n")
+    with pytest.raises(DataError, match="pass lang="):
+        read_conll(path)
+    assert read_conll(path, lang="xx")[0].lang == "xx"
+
+
+@pytest.mark.parametrize("path, lang", [
+    ("conll2003/en/eng.train", "en"), ("x/deu.testa", "de"), ("esp.testb", "es"), ("nltk/ned.train", "nl"),
+    ("wikiann/zh/dev-zh.tsv", "zh"), ("conll2003/de/derived-flydzy/train.txt", "de"),
+    ("raw/conll2003-de/derived-train.txt", "de"), ("data/sample/ru/test.txt", "ru"),
+])
+def test_infer_lang(path, lang):
+    assert infer_lang(path) == lang
+
+
+# ---------------------------------------------------------------------------------------------
+# Tag schemes
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("iob1, iob2", [
+    (["I-PER", "I-PER", "B-PER", "O", "I-LOC"], ["B-PER", "I-PER", "B-PER", "O", "B-LOC"]),
+    (["I-ORG", "I-LOC", "I-LOC", "B-LOC"], ["B-ORG", "B-LOC", "I-LOC", "B-LOC"]),
+    (["O", "O"], ["O", "O"]),
+    ([], []),
+])
+def test_hand_worked_conversions(iob1, iob2):
+    assert iob1_to_iob2(iob1) == iob2 and iob2_to_iob1(iob2) == iob1
+    assert convert_scheme(iob1, "IOB2") == iob2 and convert_scheme(iob2, "IOB1") == iob1
+
+
+def test_irregular_tags_keep_their_chunks():
+    # IOB2 data with an I- after O (Spanish quirk) and IOB1 data with a stray B- (English quirk).
+    assert iob1_to_iob2(["O", "I-LOC", "I-LOC"]) == ["O", "B-LOC", "I-LOC"]
+    assert iob2_to_iob1(["O", "B-MISC", "I-MISC"]) == ["O", "I-MISC", "I-MISC"]
+    with pytest.raises(ValueError, match="IOBES"):
+        convert_scheme(["O"], "IOBES")
+    assert detect_scheme([Sentence(["a"], ["O"], "en")]) is None
+
+
+TAGS = st.lists(st.sampled_from(["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-MISC-X", "I-MISC-X"]), max_size=30)
+
+
+@settings(max_examples=300, deadline=None)
+@given(TAGS)
+def test_conversions_preserve_chunks_of_any_sequence(tags):
+    assert get_chunks(iob1_to_iob2(tags)) == get_chunks(tags)
+    assert get_chunks(iob2_to_iob1(tags)) == get_chunks(tags)
+
+
+@st.composite
+def well_formed_iob2(draw):
+    """IOB2 built from chunks: spans of random types with random gaps (possibly none) between."""
+    tags = []
+    for _ in range(draw(st.integers(0, 8))):
+        tags += ["O"] * draw(st.integers(0, 2))
+        entity_type, length = draw(st.sampled_from(["PER", "LOC", "ORG"])), draw(st.integers(1, 3))
+        tags += ["B-" + entity_type] + ["I-" + entity_type] * (length - 1)
+    return tags
+
+
+@settings(max_examples=300, deadline=None)
+@given(well_formed_iob2())
+def test_well_formed_sequences_round_trip(iob2):
+    iob1 = iob2_to_iob1(iob2)
+    assert iob1_to_iob2(iob1) == iob2 and iob2_to_iob1(iob1_to_iob2(iob1)) == iob1
+    # IOB1 writes B- exactly where an entity touches one of the same type, I- everywhere else.
+    for i, tag in enumerate(iob2):
+        glued = tag.startswith("B-") and i > 0 and iob2[i - 1][2:] == tag[2:]
+        assert iob1[i].startswith("B-") == glued and iob1[i][2:] == tag[2:]
+    assert get_chunks(iob1) == get_chunks(iob2)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels, raw text, writing
+# ---------------------------------------------------------------------------------------------
+def test_build_label_list_order_is_stable_and_has_both_prefixes():
+    a = Sentence(["Bonn", "Peter"], ["I-LOC", "I-PER"], "de")
+    b = Sentence(["x"], ["O"], "de")
+    expected = ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
+    assert build_label_list([a, b]) == expected and build_label_list([b, a]) == expected
+    assert build_label_list([b]) == ["O"]
+
+
+def test_check_labels_names_file_and_line(tmp_path):
+    train = [Sentence(["Bonn"], ["I-LOC"], "de")]
+    path = write(tmp_path, "deu.testa", "in O\nBonn I-LOC\nbei O\nSiemens I-ORG\n")
+    test = read_conll(path)
+    labels = build_label_list(train)
+    with pytest.raises(DataError, match=rf"{path}:4: tag 'I-ORG' never seen in training"):
+        check_labels(test, labels)
+    with pytest.warns(UserWarning, match=rf"{path}:4"):
+        assert check_labels(test, labels, strict=False) == 1
+
+
+def test_read_text_from_file_and_lines(tmp_path):
+    path = write(tmp_path, "raw.txt", "Peter lebt in Köln.\n\n  Bonn ist  klein \n")
+    sentences = read_text(path, "de")
+    assert [(s.words, s.tags, s.line, s.lang) for s in sentences] == [
+        (["Peter", "lebt", "in", "Köln."], [], 1, "de"), (["Bonn", "ist", "klein"], [], 3, "de")]
+    assert read_text(["a b", "c"], "en")[1].words == ["c"]
+
+
+def test_write_conll_round_trips_and_adds_predictions(tmp_path):
+    sentences = [Sentence(["EU", "rejects"], ["I-ORG", "O"], "en"), Sentence(["Bonn"], ["I-LOC"], "en")]
+    write_conll(tmp_path / "gold.txt", sentences)
+    again = read_conll(tmp_path / "gold.txt", lang="en")
+    assert [(s.words, s.tags) for s in again] == [(s.words, s.tags) for s in sentences]
+    write_conll(tmp_path / "pred.txt", sentences, [["I-ORG", "O"], ["I-PER"]])
+    assert (tmp_path / "pred.txt").read_text(encoding="utf-8") == "EU I-ORG I-ORG\nrejects O O\n\nBonn I-LOC I-PER\n\n"
+    with pytest.raises(DataError, match="differ in length"):
+        write_conll(tmp_path / "bad.txt", sentences, [["O"], ["O"]])
+
+
+# ---------------------------------------------------------------------------------------------
+# Manifest, download, command line
+# ---------------------------------------------------------------------------------------------
+def test_manifest_names_and_agrees_with_stats(shared_data):
+    manifest = data.load_manifest()
+    wikiann = {f"wikiann-{lang}" for lang in ["ar", "de", "en", "es", "fi", "nl", "ru", "sw", "tr", "zh"]}
+    assert {"conll2003-en", "conll2002-es", "conll2002-nl", "conll2003-de"} | wikiann == set(manifest)
+    stats = json.loads((shared_data / "stats.json").read_text(encoding="utf-8"))
+    by_sha = {entry["sha256"]: entry for entry in stats.values()}
+    checked = 0
+    for name, dataset in manifest.items():
+        assert dataset["licence"] and dataset["official"].startswith("https://"), name
+        for entry in dataset["files"]:
+            assert entry["url"] is None or entry["url"].startswith("https://"), entry
+            if entry["sha256"] in by_sha:
+                assert entry["sentences"] == by_sha[entry["sha256"]]["sentences"], entry
+                checked += 1
+    assert checked == 42  # all but the two latin-1 German originals and the absent deu.train
+    assert "not publicly downloadable" in manifest["conll2003-de"]["note"]
+
+
+class FakeResponse(io.BytesIO):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def test_download_verifies_writes_atomically_and_explains_offline(tmp_path, monkeypatch, capsys):
+    payload = b"EU I-ORG\n"
+    entry = {"split": "train", "file": "eng.train", "url": "https://example.invalid/eng.train",
+             "sha256": hashlib.sha256(payload).hexdigest(), "bytes": len(payload)}
+    monkeypatch.setattr(data, "load_manifest", lambda: {"toy-en": {"files": [entry]}})
+    monkeypatch.setattr(data.urllib.request, "urlopen", lambda url, timeout: FakeResponse(payload))
+    assert data.download("toy-en", tmp_path) == [tmp_path / "toy-en" / "eng.train"]
+    assert (tmp_path / "toy-en" / "eng.train").read_bytes() == payload
+    assert "eng.train:" in capsys.readouterr().err  # the progress line
+
+    entry["sha256"] = "0" * 64  # upstream changed: refuse, leave nothing behind
+    (tmp_path / "toy-en" / "eng.train").unlink()
+    with pytest.raises(DataError, match="is not the expected 0000"):
+        data.download("toy-en", tmp_path)
+    assert list((tmp_path / "toy-en").iterdir()) == []
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("Name or service not known")
+    monkeypatch.setattr(data.urllib.request, "urlopen", offline)
+    with pytest.raises(DataError) as error:
+        data.download("toy-en", tmp_path)
+    message = str(error.value)
+    assert entry["url"] in message and "by hand" in message and str(tmp_path / "toy-en" / "eng.train") in message
+    assert entry["sha256"] in message
+    with pytest.raises(DataError, match="unknown dataset"):
+        data.download("nope", tmp_path)
+
+
+def test_command_line(tmp_path, capsys):
+    path = write(tmp_path, "eng.testa", "-DOCSTART- -X- O O\n\nEU NNP I-NP I-ORG\nrejects VBZ I-VP O\n"
+                                        "German JJ I-NP I-MISC\n\nPeter NNP I-NP I-PER\n")
+    assert data.main(["stats", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: 2 sentences, 4 tokens, entities: MISC 1, ORG 1, PER 1; scheme IOB1\n"
+    assert data.main(["list"]) == 0
+    assert "wikiann-sw" in capsys.readouterr().out
+    assert data.main(["stats", str(tmp_path / "none")]) == 1
+    assert "no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        data.main(["--help"])
+    assert "download" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------------
+# The synthetic sample in data/
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("lang", LANGS)
+def test_sample_is_readable_iob1_and_not_pure_memorisation(lang):
+    splits = {split: read_conll(SAMPLE / lang / f"{split}.txt") for split in ("train", "dev", "test")}
+    assert [len(splits[s]) for s in splits] == [400, 100, 100]
+    assert all(s.lang == lang for sentences in splits.values() for s in sentences)
+    assert detect_scheme(splits["train"]) == "IOB1"
+    assert build_label_list(splits["train"]) == ["O"] + [p + "-" + t for p in "BI" for t in ["LOC", "MISC", "ORG", "PER"]]
+    assert any("B-ORG" in s.tags for s in splits["train"])          # adjacent same-type entities
+    assert any(len(s.words) >= 45 for s in splits["train"])          # longer than a 64-piece window
+    names = {split: {" ".join(s.words[a:b]) for s in sentences for _, a, b in get_chunks(s.tags)}
+             for split, sentences in splits.items()}
+    assert len(names["test"] - names["train"]) >= 10                  # unseen names in test
+    raw = read_text(SAMPLE / "unlabeled" / f"{lang}.txt", lang)
+    assert len(raw) == 200 and all(s.tags == [] for s in raw)
+
+
+def test_make_sample_regenerates_the_committed_files_byte_identically(tmp_path):
+    spec = importlib.util.spec_from_file_location("make_sample", REPO / "data" / "make_sample.py")
+    make_sample = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_sample)
+    make_sample.main(["--out", str(tmp_path)])
+    made = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.txt"))
+    committed = sorted(p.relative_to(SAMPLE) for p in SAMPLE.rglob("*.txt"))
+    assert made == committed and len(made) == 5 * 3 + 5
+    differ = [str(p) for p in made if (tmp_path / p).read_bytes() != (SAMPLE / p).read_bytes()]
+    assert not differ, f"regenerated files differ from the committed ones: {differ}"
