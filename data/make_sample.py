@@ -11,8 +11,9 @@ What it leaves out: any real text. The sample exists so the demo, the tutorials 
 in minutes on a laptop without the licensed corpora; an F1 score on it says nothing about real NER.
 
 Each gazetteer has names used everywhere and names held out of train, which dev/test draw half the
-time, so the dev/test score is not pure memorisation. A few sentences are 45-75 words (to exercise
-64-piece windows) and "results" lines put two ORG names side by side, which is where IOB1 writes B-.
+time, so the dev/test score is not pure memorisation. A few sentences are 60-90 words (more than 64
+word pieces, to exercise the windows), and "results" lines put two club names side by side, which
+is where IOB1 writes B-.
 
 Usage: python data/make_sample.py [--out DIR] [--seed N]   (re-running gives byte-identical files)
 """
@@ -22,7 +23,7 @@ from pathlib import Path
 
 SPLITS = {"train": 400, "dev": 100, "test": 100}
 N_UNLABELED = 200
-LONG_FRACTION = 0.04     # share of 45-75 word sentences
+LONG_FRACTION = 0.04     # share of 60-90 word sentences
 RESULTS_FRACTION = 0.08  # share of "ORG ORG 2 1" lines: adjacent same-type entities
 
 # A gazetteer entry is a string, or a tuple of inflected forms: "{LOC.1}" in a template takes form 1
@@ -281,7 +282,7 @@ def fill(rng, lang, template, held_out_share):
 
 
 def make_sentence(rng, lang, held_out_share):
-    """A normal sentence, a results line ("CLUB CLUB 2 1"), or a 45-75 word run of joined clauses."""
+    """A normal sentence, a results line ("CLUB CLUB 2 1"), or a 60-90 word run of joined clauses."""
     spec, roll = LANGUAGES[lang], rng.random()
     if roll < RESULTS_FRACTION:
         return fill(rng, lang, "{CLUB} {CLUB} {GOALS} {GOALS}", held_out_share)
@@ -289,7 +290,7 @@ def make_sentence(rng, lang, held_out_share):
         return capitalize(fill(rng, lang, rng.choice(spec["templates"]), held_out_share))
     while True:
         # Clauses from distinct templates ending in "." (not datelines), glued by ", and" etc.
-        templates = rng.sample([t for t in spec["templates"] if t.endswith(" .")], 5)
+        templates = rng.sample([t for t in spec["templates"] if t.endswith(" .")], 8)
         pairs = []
         for template in templates:
             clause = fill(rng, lang, template, held_out_share)
@@ -299,9 +300,9 @@ def make_sentence(rng, lang, held_out_share):
                     clause[0] = (clause[0][0].lower(), "")
             pairs += clause
             length = sum(len(text.split()) for text, _ in pairs)
-            if length >= 45:
+            if length >= 60:
                 break
-        if 45 <= length <= 75:
+        if 60 <= length <= 90:
             return capitalize(pairs)
 
 

@@ -328,12 +328,22 @@ def test_sample_is_readable_iob1_and_not_pure_memorisation(lang):
     assert detect_scheme(splits["train"]) == "IOB1"
     assert build_label_list(splits["train"]) == ["O"] + [p + "-" + t for p in "BI" for t in ["LOC", "MISC", "ORG", "PER"]]
     assert any("B-ORG" in s.tags for s in splits["train"])          # adjacent same-type entities
-    assert any(len(s.words) >= 45 for s in splits["train"])          # longer than a 64-piece window
+    assert sum(len(s.words) >= 60 for s in splits["train"]) >= 5     # longer than a 64-piece window
     names = {split: {" ".join(s.words[a:b]) for s in sentences for _, a, b in get_chunks(s.tags)}
              for split, sentences in splits.items()}
     assert len(names["test"] - names["train"]) >= 10                  # unseen names in test
     raw = read_text(SAMPLE / "unlabeled" / f"{lang}.txt", lang)
     assert len(raw) == 200 and all(s.tags == [] for s in raw)
+
+
+def test_sample_has_sentences_longer_than_a_window_in_mbert_pieces(mbert_vocab):
+    transformers = pytest.importorskip("transformers")
+    tokenizer = transformers.BertTokenizerFast(vocab_file=str(mbert_vocab), do_lower_case=False)
+    for lang in LANGS:
+        sentences = read_conll(SAMPLE / lang / "train.txt")
+        pieces = [len(tokenizer(s.words, is_split_into_words=True, add_special_tokens=False)["input_ids"])
+                  for s in sentences]
+        assert sum(n > 62 for n in pieces) >= 3, (lang, max(pieces))  # 62 + [CLS] + [SEP] = 64
 
 
 def test_make_sample_regenerates_the_committed_files_byte_identically(tmp_path):
