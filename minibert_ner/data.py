@@ -108,9 +108,11 @@ def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]
         # means a token with a space in it, a missing tag, or two files glued together.
         if n_columns is None:
             n_columns = len(columns)
-        if len(columns) != n_columns or n_columns < 2:
+            if n_columns < 2:
+                raise DataError(f"{path}:{number}: 1 column; expected at least 2 (token ... tag)")
+        if len(columns) != n_columns:
             raise DataError(f"{path}:{number}: {len(columns)} column(s), expected {n_columns} like "
-                            f"the first data line (token ... tag); need at least 2")
+                            f"the first data line (token ... tag)")
         if not _TAG.fullmatch(columns[-1]):
             raise DataError(f"{path}:{number}: bad tag {columns[-1]!r}; expected O, B-TYPE or I-TYPE")
         if not words:
@@ -177,7 +179,7 @@ def convert_scheme(tags: list[str], scheme: str) -> list[str]:
 
 
 def detect_scheme(sentences: list[Sentence]) -> str | None:
-    """"IOB1" if entities mostly start with I-, "IOB2" if with B-, None when there are none."""
+    """Return "IOB1" if entities mostly start with I-, "IOB2" if with B-, None if there are none."""
     starts = Counter()
     for sentence in sentences:
         for previous, tag in zip(["O"] + sentence.tags, sentence.tags):

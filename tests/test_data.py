@@ -116,7 +116,7 @@ def test_latin1_file_read_as_utf8_says_what_to_do(tmp_path):
 @pytest.mark.parametrize("text, line, what", [
     ("EU NNP I-ORG\nrejects VBZ\n", 2, "2 column(s), expected 3"),
     ("EU NNP I-ORG\n\nrejects VBZ B-NP O\n", 3, "4 column"),
-    ("EU\n", 1, "need at least 2"),
+    ("EU\n", 1, "1 column; expected at least 2"),
     ("EU O\nPeter B_PER\n", 2, "bad tag 'B_PER'"),
     ("EU X-LOC\n", 1, "bad tag 'X-LOC'"),
     ("EU O\n\nPeter B-\n", 3, "bad tag 'B-'"),
