@@ -12,6 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minibert_ner", "minibert_ner.*"]),
+    package_data={"minibert_ner": ["datasets.json"]},
     python_requires=">=3.10",
     # The library itself needs only these four; torch is pinned by the CI script to the
     # local CPU wheel, any recent 2.x works.

@@ -135,6 +135,8 @@ def _skip_reason(key, model):
         return "next-sentence-prediction head: not used"
     if key.startswith("pooler.") and model.pooler is None:
         return "pooler: not used for NER"
+    if key.startswith("classifier."):
+        return "a task head: loaded by the NER model that owns it (runs.py)"
     if key.endswith("position_ids"):
         return "a buffer of position indices, recomputed on the fly"
     return None
