@@ -79,14 +79,24 @@ def _is_punctuation(char):
 
 
 def _is_chinese_char(cp):
-    # Written out (not a loop over CJK_RANGES) because this runs once per character of the corpus.
+    # The ideograph blocks: URO, Ext A, Ext B, Ext C, Ext D, Ext E-F, and two compatibility blocks.
+    # Written out as google does (no loop) because this runs once per character of the corpus.
     return ((0x4E00 <= cp <= 0x9FFF) or (0x3400 <= cp <= 0x4DBF) or (0x20000 <= cp <= 0x2A6DF)
             or (0x2A700 <= cp <= 0x2B73F) or (0x2B740 <= cp <= 0x2B81F) or (0x2B820 <= cp <= 0x2CEAF)
             or (0xF900 <= cp <= 0xFAFF) or (0x2F800 <= cp <= 0x2FA1F))
 
 
 # ---------------------------------------------------------------------------------------------
-# The BasicTokenizer steps, one function each.
+# The BasicTokenizer steps, one function each. Walk-through with cased mBERT
+# (`python -m minibert_ner.tokenizer --steps TEXT` prints this for any text):
+#   text                      "Köln\xad's Rheinufer-Café 中文"
+#   _clean_text               "Köln's Rheinufer-Café 中文"           soft hyphen deleted
+#   _tokenize_chinese_chars   "Köln's Rheinufer-Café  中  文 "        ideographs isolated
+#   whitespace split          ["Köln's", "Rheinufer-Café", "中", "文"]
+#   _run_split_on_punc        ["Köln", "'", "s", "Rheinufer", "-", "Café", "中", "文"]
+#   wordpiece, per word       ["Köln", "'", "s", "Rhein", "##ufer", "-", "Café", "中", "文"]
+# Cased mBERT stops there; an uncased vocab also lowercases and strips accents before the
+# punctuation split ("Café" -> "cafe").
 
 def _clean_text(text):
     """Drop NUL, U+FFFD and control characters; turn every whitespace character into " "."""
@@ -147,9 +157,9 @@ class WordPieceTokenizer:
         self.special_pattern = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")
         # No vocab entry is longer than this, so longer candidate substrings need not be tried.
         self.max_piece_chars = max(len(t[2:] if t.startswith("##") else t) for t in self.vocab)
-        # The same word recurs constantly in a corpus: remember its pieces (per instance, bounded;
-        # tuples, so no caller can change a cached answer).
-        self._cached_wordpiece = functools.lru_cache(maxsize=1 << 18)(self._wordpiece)
+        # The same word recurs constantly in a corpus: remember the pieces of each space-separated
+        # chunk (per instance, bounded; tuples, so no caller can change a cached answer).
+        self._cached_tokenize_chunk = functools.lru_cache(maxsize=1 << 18)(self._tokenize_chunk)
         self._fast = None  # the `tokenizers` pipeline, built on first use
 
     @classmethod
@@ -175,11 +185,8 @@ class WordPieceTokenizer:
 
     def wordpiece(self, word):
         """Greedy longest-match-first: "unaffable" -> ["un", "##aff", "##able"]; no match -> ["[UNK]"]."""
-        return list(self._cached_wordpiece(word))
-
-    def _wordpiece(self, word):
         if len(word) > MAX_INPUT_CHARS_PER_WORD:  # len() counts code points, as Rust's chars() does
-            return ("[UNK]",)
+            return ["[UNK]"]
         pieces = []
         start = 0
         while start < len(word):
@@ -196,22 +203,32 @@ class WordPieceTokenizer:
                 end -= 1
             if piece is None:
                 # No piece fits here. BERT does not keep the pieces found so far: the word is lost.
-                return ("[UNK]",)
+                return ["[UNK]"]
             pieces.append(piece)
             start = end
-        return tuple(pieces)
+        return pieces
 
     def tokenize(self, text):
         """Text -> wordpieces, in pure Python. No [CLS]/[SEP] are added."""
         pieces = []
-        # re.split with a group keeps the separators: odd positions hold the special tokens.
-        for i, chunk in enumerate(self.special_pattern.split(text)):
-            if i % 2 == 1:
-                pieces.append(chunk)
-                continue
-            for word in self.basic_tokenize(chunk):
-                pieces.extend(self._cached_wordpiece(word))
+        # A plain space always separates words and is never deleted, and no special token holds
+        # one, so each space-separated chunk can be tokenized on its own (and cached).
+        for chunk in text.split(" "):
+            pieces.extend(self._cached_tokenize_chunk(chunk))
         return pieces
+
+    def _tokenize_chunk(self, chunk):
+        # Step 0 (HF's never_split): cut the special tokens out before any cleaning, so that
+        # lowercasing and the punctuation split never see them.
+        pieces = []
+        # re.split with a group keeps the separators: odd positions hold the special tokens.
+        for i, part in enumerate(self.special_pattern.split(chunk)):
+            if i % 2 == 1:
+                pieces.append(part)
+                continue
+            for word in self.basic_tokenize(part):
+                pieces.extend(self.wordpiece(word))
+        return tuple(pieces)
 
     # ----- the fast path, through huggingface/tokenizers -------------------------------------
 
@@ -237,6 +254,7 @@ class WordPieceTokenizer:
 
     def _align(self, n_words, encoding):
         """Piece ids and word index per piece, with [UNK] for any word that produced no piece."""
+        # encoding.word_ids says which input word each piece came from: (T,) ints, non-decreasing.
         if len(set(encoding.word_ids)) == n_words:  # the common case: every word has a piece
             return encoding.ids, encoding.word_ids
         pieces_per_word = [[] for _ in range(n_words)]
@@ -327,6 +345,19 @@ def measure_fertility(tokenizer, sentences, label="", batch_size=2000):
     return n_words, n_pieces
 
 
+def print_steps(tokenizer, text):
+    """Show what each BasicTokenizer step does to `text` (special tokens are not cut out here)."""
+    steps = [("text", text), ("_clean_text", _clean_text(text))]
+    steps.append(("_tokenize_chinese_chars", _tokenize_chinese_chars(steps[-1][1])))
+    steps.append(("whitespace split", steps[-1][1].split()))
+    if tokenizer.lowercase:
+        steps.append(("lower + _run_strip_accents", [_run_strip_accents(t.lower()) for t in steps[-1][1]]))
+    steps.append(("_run_split_on_punc", [w for t in steps[-1][1] for w in _run_split_on_punc(t)]))
+    steps.append(("wordpiece, per word", [p for w in steps[-1][1] for p in tokenizer.wordpiece(w)]))
+    for name, value in steps:
+        print(f"{name:<28} {value!r}")
+
+
 def default_vocab_path():
     shared = Path(os.environ.get("MINIBERT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
     return shared / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
@@ -335,9 +366,11 @@ def default_vocab_path():
 def main(argv=None):
     parser = argparse.ArgumentParser(
         prog="python -m minibert_ner.tokenizer",
-        description="Split text into mBERT wordpieces, or measure WordPiece fertility (paper, Table 2: "
-                    "average pieces per word; high fertility means a language is poorly covered by the vocab).",
+        description="Split text into mBERT wordpieces, or measure WordPiece fertility:\n"
+                    "the average number of pieces per word (paper, Table 2). High fertility means\n"
+                    "the vocab covers a language poorly, and its words get chopped into fragments.",
         epilog='examples:\n  python -m minibert_ner.tokenizer "Köln liegt am Rhein."\n'
+               '  python -m minibert_ner.tokenizer --steps "Rheinufer-Café 中文"\n'
                "  python -m minibert_ner.tokenizer --fertility ../shared/data/wikiann/ar/dev-ar.tsv\n"
                "CoNLL/WikiANN files: the first column of each non-blank, non -DOCSTART- line is a word.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -346,6 +379,7 @@ def main(argv=None):
     parser.add_argument("--vocab", type=Path, default=None,
                         help=f"vocab.txt (default: {default_vocab_path()} if it exists)")
     parser.add_argument("--lowercase", action="store_true", help="lowercase and strip accents (uncased vocabs)")
+    parser.add_argument("--steps", action="store_true", help="with TEXT: print the output of every step")
     args = parser.parse_args(argv)
     if args.text is None and not args.fertility:
         parser.error("give TEXT to tokenize or --fertility FILE...")
@@ -356,7 +390,9 @@ def main(argv=None):
         tokenizer = WordPieceTokenizer.from_file(vocab_path, lowercase=args.lowercase)
     except VocabError as error:
         parser.error(str(error))
-    if args.text is not None:
+    if args.text is not None and args.steps:
+        print_steps(tokenizer, args.text)
+    elif args.text is not None:
         print(" ".join(tokenizer.tokenize(args.text)))
     if args.fertility:
         print(f"{'file':<40} {'words':>10} {'pieces':>10} {'pieces/word':>12}")

@@ -7,6 +7,8 @@ The divergences we know of are separate xfail tests, so a reader sees each one e
 import unicodedata
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
 from minibert_ner.tokenizer import (VocabError, WordPieceTokenizer, load_vocab, main,
@@ -69,9 +71,9 @@ def test_wordpiece_and_basic_tokenize_steps(tiny_vocab):
     tokenizer = WordPieceTokenizer.from_file(tiny_vocab)
     assert tokenizer.basic_tokenize(" hello,\tx中 ") == ["hello", ",", "x", "中"]
     assert tokenizer.wordpiece("unaffable") == ["un", "##aff", "##able"]
-    pieces = tokenizer.wordpiece("hellos")
-    pieces.append("junk")  # the cache hands out copies, so this cannot poison it
-    assert tokenizer.wordpiece("hellos") == ["hello", "##s"]
+    pieces = tokenizer.tokenize("hellos hellos")
+    pieces.append("junk")  # the chunk cache hands out copies, so this cannot poison it
+    assert tokenizer.tokenize("hellos") == ["hello", "##s"]
 
 
 def test_special_ids_read_from_tiny_vocab(tiny_vocab):
@@ -370,8 +372,46 @@ def test_text_cli(tiny_vocab, capsys):
     assert capsys.readouterr().out.strip() == "un ##aff ##able hello !"
 
 
+def test_steps_cli(tiny_vocab, capsys):
+    main(["--steps", "--lowercase", "UN\xadAFFABLE,中", "--vocab", str(tiny_vocab)])
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["text", "_clean_text", "_tokenize_chinese_chars",
+                                                   "whitespace", "lower", "_run_split_on_punc", "wordpiece,"]
+    assert lines[1].endswith("'UNAFFABLE,中'")
+    assert lines[-1].endswith("['un', '##aff', '##able', ',', '中']")
+
+
 def test_cli_without_vocab_explains(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MINIBERT_SHARED_DATA", str(tmp_path))
     with pytest.raises(SystemExit):
         main(["hello"])
     assert "--vocab" in capsys.readouterr().err
+
+
+# ----- random text from a pool of tricky characters ------------------------------------------
+
+POOL = (list("aZé ß,.!?$€5-'") + ["\xa0", "\u3000", "\t", "\n", "\r", "\xad", "\u200c", "\u200d",
+        "\u200e", "\u0301", "\u0308", "中", "文", "タ", "한", "ก", "\u0e34", "ال", "Ж", "ω", "İ", "😀",
+        "\U0001f3fd", "[MASK]", "[CLS]", "[", "]", "##", "\x00", "\ufffd", "\x85", "\u2028", "x" * 60])
+random_text = st.lists(st.sampled_from(POOL), max_size=40).map("".join)
+# database=None: hypothesis would otherwise write .hypothesis/ into the working directory.
+SETTINGS = settings(max_examples=300, deadline=None, database=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@SETTINGS
+@given(text=random_text)
+def test_random_text_parity_cased(mbert, text):
+    tokenizer, reference = mbert
+    slow = tokenizer.tokenize(text)
+    # Tokenizing space-separated chunks (and caching them) must equal the pipeline on the whole text.
+    assert slow == list(tokenizer._tokenize_chunk(text))
+    assert slow == tokenizer.tokenize_fast(text) == reference.encode(text, add_special_tokens=False).tokens
+
+
+@SETTINGS
+@given(text=random_text)
+def test_random_text_parity_uncased(uncased, text):
+    tokenizer = uncased[0]
+    assert tokenizer.tokenize(text) == list(tokenizer._tokenize_chunk(text))
+    assert_uncased_parity(uncased, text)
