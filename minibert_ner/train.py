@@ -60,6 +60,8 @@ class TrainConfig:
     lowercase: bool = False      # True only for uncased vocabularies (e.g. MiniLM)
     encoding: str = "utf-8"
     bucket: bool = True          # length-bucketed batches (languages stay mixed)
+    cache_frozen: bool = True    # with frz >= 0, compute the frozen layers once and reuse them
+    cache_gb: float = 4.0        # memory budget of that cache
     max_sentences: int = 0       # subsample each training file (0 = all): small experiments
     stop_after: int = 0          # stop after this many epochs (0 = never): resumable time-boxing
     eval_batch_size: int = 128
@@ -125,6 +127,35 @@ def aux_losses(model, batch, cfg, tok, gen):
     return losses
 
 
+class PrefixCache:
+    """Frozen-prefix caching. With #frz = k the embeddings and the lowest k layers never change and
+    their dropout is off, so their output for a window is the same every epoch: compute it once,
+    keep it (up to a memory budget), and later epochs run only the layers above the boundary.
+    Cached rows are stored without padding and zero-padded when a batch is assembled: padded
+    positions are masked out as attention keys and ignored by the loss, so what they hold does not
+    change any real position's result (up to float summation order in the fused kernels)."""
+
+    def __init__(self, budget_gb):
+        self.rows, self.budget, self.used = {}, budget_gb * 2**30, 0
+
+    def prefix(self, model, batch):
+        lengths = batch.attention_mask.sum(1).tolist()
+        if all(i in self.rows for i in batch.index):  # every window seen before: no frozen compute
+            B, T = batch.input_ids.shape
+            first = self.rows[batch.index[0]]
+            out = first.new_zeros(B, T, first.shape[-1])  # (B, T, C)
+            for b, i in enumerate(batch.index):
+                out[b, : lengths[b]] = self.rows[i]
+            return out
+        h = model.frozen_prefix(batch.input_ids, batch.attention_mask)  # (B, T, C), no autograd
+        for b, i in enumerate(batch.index):
+            row = h[b, : lengths[b]]
+            if i not in self.rows and self.used + row.nbytes <= self.budget:
+                self.rows[i] = row.clone()
+                self.used += row.nbytes
+        return h
+
+
 # ---------------------------------------------------------------------------------------------
 # evaluation
 
@@ -169,8 +200,11 @@ def prepare(cfg, log):
     unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang)]
     languages = sorted({s.lang for s in train_sentences} | {s.lang for s in unlabeled})
     tok, model = build_model_and_tokenizer(cfg, labels, languages, train_sentences, log)
-    enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)},
-                                     {l: i for i, l in enumerate(languages)}, cfg.max_len, cfg.overlap)
+    # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
+    others = sorted({s[0] for s in cfg.dev + cfg.test} - set(languages))
+    lang_ids = {l: i for i, l in enumerate(languages + others)}
+    enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, lang_ids,
+                                     cfg.max_len, cfg.overlap)
     # evaluation never needs a tag it cannot predict: unknown tags in dev/test are kept for the
     # scorer (they count as missed entities) but mapped to "O" for the windows' label ids
     safe = lambda v: [type(s)(s.words, [t if t in labels else "O" for t in s.tags], s.lang, s.source,
@@ -192,8 +226,8 @@ def train(cfg):
     run = prepare(cfg, log)
     model, tok, windows = run["model"].to(device), run["tok"], run["train"]
     n_labelled = [sum(l != IGNORE_INDEX for l in w.labels) for w in windows]
-    n_micro = math.ceil(len(windows) / (cfg.batch_size // cfg.grad_accum))
-    steps_per_epoch = math.ceil(n_micro / cfg.grad_accum)
+    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
+    micro_size = math.ceil(cfg.batch_size / cfg.grad_accum)
     total = steps_per_epoch * cfg.epochs
     optimizer = make_optimizer(model, cfg)
     # fp16 needs loss scaling against underflow; for bf16 and fp32 the scaler does nothing
@@ -210,14 +244,16 @@ def train(cfg):
     targets_dev = [l for l in cfg.target if l in run["dev"]] or list(run["dev"])
     aux_windows, aux_order = run["unlabeled"], []
     bad_steps = 0
+    cache = PrefixCache(cfg.cache_gb) if cfg.frz >= 0 and cfg.cache_frozen else None
 
     for epoch in range(state["epoch"], cfg.epochs):
         model.train()
         t0, seen, running = time.time(), 0, 0.0
-        micro = batch_indices([len(w.input_ids) for w in windows], cfg.batch_size // cfg.grad_accum,
-                              shuffle=True, bucket=cfg.bucket, generator=data_gen)
-        for s in range(steps_per_epoch):
-            group = micro[s * cfg.grad_accum:(s + 1) * cfg.grad_accum]
+        batches = batch_indices([len(w.input_ids) for w in windows], cfg.batch_size,
+                                shuffle=True, bucket=cfg.bucket, generator=data_gen)
+        for s, batch_index in enumerate(batches):
+            # the same batches whatever grad_accum is; accumulation only splits each one in parts
+            group = [batch_index[j:j + micro_size] for j in range(0, len(batch_index), micro_size)]
             lr = get_lr(state["step"], total, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
@@ -228,7 +264,8 @@ def train(cfg):
             for index in group:
                 batch = collate([windows[i] for i in index], tok.pad_token_id, index).to(device)
                 with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                    logits = model(batch.input_ids, batch.attention_mask)
+                    prefix = cache.prefix(model, batch) if cache else None
+                    logits = model(batch.input_ids, batch.attention_mask, prefix)
                     loss = ner_loss(logits, batch.labels) * (batch.labels != IGNORE_INDEX).sum() / max(n_tokens, 1)
                     if cfg.aux and aux_windows:
                         if not aux_order:  # cycle through the target text, reshuffled each pass

@@ -1,0 +1,104 @@
+"""Tag text with a trained model: `python -m minibert_ner.predict --model RUN_DIR ...`.
+
+Three inputs:
+  - text given as arguments, or read from stdin (one text per line), in any script: it is split
+    into words exactly as BERT's basic tokenizer splits (whitespace, punctuation, CJK characters);
+  - a CoNLL / WikiANN file (--conll FILE): the output is conlleval's input format
+    (`token gold predicted`), so `python -m minibert_ner.evaluate` can score it.
+Long texts go through the same 64-piece overlapping windows as training; every word gets exactly
+one tag. Entities are decoded from the IOB tags with conlleval's chunk rules and printed with their
+type and position. Left out: sentence splitting of long documents (one line = one input).
+"""
+import argparse
+import sys
+
+import torch
+
+from .data import Sentence, read_conll, write_conll
+from .runs import load_ner_model
+from .scoring import get_chunks
+from .train import predict_windows
+from .windows import encode_sentences, merge_predictions
+
+
+def tag_sentences(model, tok, sentences, max_len=64, overlap=8, device="cpu", batch_size=64):
+    """One tag per word for every sentence (sentences need .words and .lang; tags are ignored)."""
+    unlabeled = [Sentence(s.words, [], "xx", s.source, s.line) for s in sentences]
+    windows = encode_sentences(unlabeled, tok, {}, {"xx": 0}, max_len, overlap)
+    preds = predict_windows(model, windows, tok.pad_token_id, torch.device(device), torch.float32, batch_size)
+    return [[model.labels[i] for i in row] for row in merge_predictions(windows, preds, unlabeled)]
+
+
+def char_offsets(text, words):
+    """Where each word starts in the original text (None where cleaning changed the characters)."""
+    offsets, pos = [], 0
+    for w in words:
+        at = text.find(w, pos)
+        offsets.append(at if at >= 0 else None)
+        pos = at + len(w) if at >= 0 else pos
+    return offsets
+
+
+def describe_entities(text, words, tags):
+    """Lines like `PER   Angela Merkel   words 0-1, chars 0-13`."""
+    offsets = char_offsets(text, words)
+    lines = []
+    for etype, start, end in get_chunks(tags):
+        span = " ".join(words[start:end])
+        where = f"words {start}-{end - 1}"
+        a, b = offsets[start], offsets[end - 1]
+        if a is not None and b is not None:
+            where += f", chars {a}-{b + len(words[end - 1])}"
+        lines.append(f"  {etype:<5} {span:<30} {where}")
+    return lines or ["  (no entities)"]
+
+
+def build_parser():
+    p = argparse.ArgumentParser(
+        prog="python -m minibert_ner.predict",
+        description="Find named entities with a model trained by `python -m minibert_ner.train`.",
+        epilog="examples:\n"
+               "  python -m minibert_ner.predict --model runs/demo \"Angela Merkel besuchte Paris .\"\n"
+               "  echo 'Ivan Petrov lives in Moscow .' | python -m minibert_ner.predict --model runs/demo\n"
+               "  python -m minibert_ner.predict --model runs/demo --conll data/sample/de/test.txt --out pred.txt\n"
+               "  python -m minibert_ner.evaluate pred.txt",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="a run folder (its best/ checkpoint is used) or a checkpoint folder")
+    p.add_argument("text", nargs="*", help="texts to tag; none: read one text per line from stdin")
+    p.add_argument("--conll", help="tag a CoNLL/WikiANN file instead; writes `token gold predicted` lines")
+    p.add_argument("--out", help="with --conll: output file (default: stdout)")
+    p.add_argument("--encoding", default="utf-8", help="encoding of the --conll file")
+    p.add_argument("--max-len", type=int, default=64, help="most pieces per window (default 64, as in training)")
+    p.add_argument("--overlap", type=int, default=8, help="pieces shared by consecutive windows (default 8)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    return p
+
+
+def main(argv=None):
+    a = build_parser().parse_args(argv)
+    try:
+        model, tok = load_ner_model(a.model, a.device)
+    except (FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if a.conll:
+        sentences = read_conll(a.conll, lang="xx", encoding=a.encoding)
+        tags = tag_sentences(model, tok, sentences, a.max_len, a.overlap, a.device)
+        if a.out:
+            write_conll(a.out, sentences, tags)
+            print(f"wrote {len(sentences)} sentences to {a.out}", file=sys.stderr)
+        else:
+            for s, t in zip(sentences, tags):
+                cols = [s.words] + ([s.tags] if s.tags else []) + [t]
+                print("\n".join(" ".join(row) for row in zip(*cols)) + "\n")
+        return 0
+    texts = a.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
+    sentences = [Sentence(tok.basic_tokenize(t), [], "xx") for t in texts]
+    for text, s, tags in zip(texts, sentences, tag_sentences(model, tok, sentences, a.max_len, a.overlap, a.device)):
+        print(text)
+        print("\n".join(describe_entities(text, s.words, tags)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
