@@ -15,7 +15,9 @@ the fast path do not). NFD input such as "a\u0301" therefore gives ['a', '##\u03
 vocab. Apply `unicodedata.normalize("NFC", text)` yourself before tokenizing if your text needs
 it: it is an explicit optional step, never hidden here. Also left out: sequence pairs and [CLS]/[SEP]
 insertion, which belong to the code that builds model inputs.
-Spec: shared/WORDPIECE.md. Known slow/fast divergences are xfail tests in tests/test_tokenizer.py.
+Spec: shared/WORDPIECE.md. Rare characters where slow and fast differ (private-use chars, CJK
+U+2B820-U+2B91F, punctuation newer than tokenizers' Unicode tables, Greek final sigma when
+lowercasing) are named xfail tests in tests/test_tokenizer.py; none occurs in our corpora.
 """
 import argparse
 import functools
@@ -50,7 +52,8 @@ def load_vocab(path):
         vocab[token] = index
     missing = [t for t in SPECIAL_TOKENS if t not in vocab]
     if missing:
-        raise VocabError(f"{path}: vocab lacks the special token(s) {missing}; BERT needs all of {list(SPECIAL_TOKENS)}")
+        raise VocabError(f"{path}: vocab lacks the special token(s) {missing}; "
+                         f"BERT needs all of {list(SPECIAL_TOKENS)}")
     return vocab
 
 
@@ -174,6 +177,7 @@ class WordPieceTokenizer:
 
     def basic_tokenize(self, text):
         """Clean, isolate CJK, split on whitespace, (lowercase and strip accents), split punctuation."""
+        # The order matters: cleaning first turns NBSP etc. into spaces, so the split below sees them.
         text = _tokenize_chinese_chars(_clean_text(text))
         words = []
         for token in text.split():  # google's whitespace_tokenize
@@ -187,6 +191,9 @@ class WordPieceTokenizer:
         """Greedy longest-match-first: "unaffable" -> ["un", "##aff", "##able"]; no match -> ["[UNK]"]."""
         if len(word) > MAX_INPUT_CHARS_PER_WORD:  # len() counts code points, as Rust's chars() does
             return ["[UNK]"]
+        # Example with "unaffable": try "unaffable", "unaffabl", ... until "un" is in the vocab;
+        # then "##affable", "##affabl", ... until "##aff"; then "##able". Greedy, not optimal:
+        # it never backtracks, so a word that has a segmentation can still end up as [UNK].
         pieces = []
         start = 0
         while start < len(word):
