@@ -27,7 +27,7 @@ import sys
 import unicodedata
 from pathlib import Path
 
-from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers, trainers
+from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
 
 # The five tokens BERT needs. Their ids are looked up in the vocab, never assumed.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -295,20 +295,38 @@ class WordPieceTokenizer:
 
 
 def train_vocab(words, vocab_size, path):
-    """Train a cased WordPiece vocab on `words` with tokenizers' trainer; write vocab.txt; return path."""
-    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", max_input_chars_per_word=MAX_INPUT_CHARS_PER_WORD))
-    # Same normalization and pre-tokenization as cased mBERT, so the vocab fits `WordPieceTokenizer`.
-    tokenizer.normalizer = normalizers.BertNormalizer(
-        clean_text=True, handle_chinese_chars=True, strip_accents=False, lowercase=False)
-    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    # The trainer gives the special tokens the first ids, in order: [PAD]=0 ... [MASK]=4.
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=list(SPECIAL_TOKENS),
-                                        continuing_subword_prefix="##", show_progress=False)
-    tokenizer.train_from_iterator(words, trainer)
-    by_id = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    """Learn a small cased WordPiece vocab from `words`, deterministically; write vocab.txt; return path.
+
+    Not Google's WordPiece training (a likelihood-driven merge procedure) but its simplest
+    deterministic stand-in, enough for the demo's small random BERT: the special tokens (ids 0-4),
+    every character seen, word-initial and as a "##" continuation (so every word made of seen
+    characters can be spelt: no [UNK]), then the most frequent whole words, then the most frequent
+    word endings ("##ing") while room remains. Ties break alphabetically, so the same words always
+    give the same file. `tokenizers`' WordPieceTrainer does not (its ties follow hash order), and
+    two runs with the same --seed would then train different models.
+    """
+    counts = {}
+    for word in words:  # basic tokenization as the tokenizer will see it, cased
+        for token in _tokenize_chinese_chars(_clean_text(word)).split():
+            for piece in _run_split_on_punc(token):
+                counts[piece] = counts.get(piece, 0) + 1
+    chars = sorted({c for piece in counts for c in piece})
+    vocab = list(SPECIAL_TOKENS) + chars + ["##" + c for c in chars]
+    endings = {}
+    for piece, n in counts.items():
+        for k in range(2, min(5, len(piece))):  # endings of 2-4 characters of longer words
+            endings["##" + piece[-k:]] = endings.get("##" + piece[-k:], 0) + n
+    by_frequency = lambda table: [t for t, _ in sorted(table.items(), key=lambda kv: (-kv[1], kv[0]))]
+    known = set(vocab)
+    for token in by_frequency(counts) + by_frequency(endings):
+        if len(vocab) >= vocab_size:
+            break
+        if token not in known:
+            vocab.append(token)
+            known.add(token)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(token + "\n" for token, _ in by_id), encoding="utf-8")
+    path.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
     return path
 
 

@@ -1,0 +1,296 @@
+"""The training loop end to end on the bundled sample, with a tiny random BERT (seconds per run)."""
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import minibert_ner.train as train_module
+from minibert_ner.cli import configs_from_argv
+from minibert_ner.data import read_conll
+from minibert_ner.heads import NERModel, ner_loss
+from minibert_ner.model import BertConfig, BertModel
+from minibert_ner.runs import load_ner_model
+from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab
+from minibert_ner.train import TrainConfig, aux_losses, evaluate, get_lr, make_optimizer, train
+from minibert_ner.weights import read_tensors
+from minibert_ner.windows import collate, encode_sentences
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+
+
+def config(tmp_path, **kw):
+    """Two languages, 40 sentences each, a 2-layer BERT: a whole run takes a few seconds."""
+    base = TrainConfig(train=[("en", str(SAMPLE / "en/train.txt")), ("de", str(SAMPLE / "de/train.txt"))],
+                       dev=[("en", str(SAMPLE / "en/dev.txt")), ("de", str(SAMPLE / "de/dev.txt"))],
+                       test=[("en", str(SAMPLE / "en/test.txt"))], max_sentences=40, epochs=2, lr=1e-3,
+                       batch_size=8, out=str(tmp_path / "run"), tiny=TINY, quiet=True, eval_batch_size=64)
+    return replace(base, **kw)
+
+
+def final_weights(out):
+    return read_tensors(Path(out) / "last" / "model.safetensors")
+
+
+def history(out):
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+
+
+def test_get_lr_warms_up_then_decays():
+    cfg = TrainConfig(lr=1.0, warmup=0.1)
+    lrs = [get_lr(s, 100, cfg) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a <= b for a, b in zip(lrs[:10], lrs[1:10])) and all(a >= b for a, b in zip(lrs[10:], lrs[11:]))
+    assert lrs[-1] == pytest.approx(1 / 90)
+
+
+def test_tiny_batch_is_overfit_to_f1_1(tmp_path):
+    sentences = read_conll(SAMPLE / "en/train.txt", scheme="IOB1")[:8]
+    vocab = train_vocab([w for s in sentences for w in s.words], 200, tmp_path / "vocab.txt")
+    tok = WordPieceTokenizer.from_file(vocab)
+    labels = ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"]
+    torch.manual_seed(0)
+    model = NERModel(BertModel(BertConfig(vocab_size=len(tok), max_position_embeddings=64, **TINY)), labels)
+    windows = encode_sentences(sentences, tok, {l: i for i, l in enumerate(labels)}, {"en": 0})
+    batch = collate(windows, tok.pad_token_id)
+    opt = make_optimizer(model, TrainConfig(lr=3e-3))
+    model.train()
+    for _ in range(150):
+        ner_loss(model(batch.input_ids, batch.attention_mask), batch.labels).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    scores, _ = evaluate(model, sentences, windows, tok.pad_token_id, torch.device("cpu"), torch.float32)
+    assert scores.f1 == 1.0, f"F1 {scores.f1}"
+
+
+def test_loss_decreases_and_run_folder_is_complete(tmp_path):
+    cfg = config(tmp_path, epochs=3)
+    result = train(cfg)
+    h = history(cfg.out)
+    assert [r["epoch"] for r in h] == [1, 2, 3]
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+    assert set(h[0]["dev"]) == {"en", "de"}
+    run = Path(cfg.out)
+    for f in ("best/model.safetensors", "best/config.json", "best/vocab.txt", "last/trainer_state.pt",
+              "log.jsonl", "dev_f1.svg"):
+        assert (run / f).exists(), f
+    assert "<polyline" in (run / "dev_f1.svg").read_text()
+    assert result["best_epoch"] == max(h, key=lambda r: r["selection_f1"])["epoch"]
+    assert set(result["test"]) == {"en"}
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    full = config(tmp_path / "a", epochs=3)
+    train(full)
+    part = config(tmp_path / "b", epochs=3, stop_after=1)
+    assert train(part)["stopped"]
+    assert len(history(part.out)) == 1
+    train(replace(part, stop_after=0, resume=True))
+    a, b = final_weights(full.out), final_weights(part.out)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    strip = lambda h: [{k: v for k, v in r.items() if k != "seconds"} for r in h]
+    assert strip(history(full.out)) == strip(history(part.out))
+
+
+def test_gradient_accumulation_gives_the_same_update(tmp_path):
+    no_dropout = dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    one = config(tmp_path / "one", epochs=1, tiny=no_dropout, test=[])
+    four = config(tmp_path / "four", epochs=1, tiny=no_dropout, test=[], grad_accum=4)
+    train(one)
+    train(four)
+    a, b = final_weights(one.out), final_weights(four.out)
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"max abs weight difference {worst:.2e}"
+
+
+def test_frozen_prefix_cache_changes_nothing(tmp_path):
+    cached = config(tmp_path / "c", frz=1, epochs=2, test=[])
+    plain = config(tmp_path / "p", frz=1, epochs=2, test=[], cache_frozen=False)
+    train(cached)
+    train(plain)
+    a, b = final_weights(cached.out), final_weights(plain.out)
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst < 1e-5, f"max abs weight difference {worst:.2e}"
+    assert [r["dev"] for r in history(cached.out)] == pytest.approx([r["dev"] for r in history(plain.out)])
+    # and the frozen part really is frozen: embeddings identical to the randomly initialised start
+    assert torch.equal(a["bert.embeddings.word_embeddings.weight"], b["bert.embeddings.word_embeddings.weight"])
+
+
+def test_bf16_autocast_on_cpu(tmp_path):
+    cfg = config(tmp_path, precision="bf16", epochs=1, test=[])
+    train(cfg)
+    assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history(cfg.out))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_cuda_mixed_precision(tmp_path, precision):
+    cfg = config(tmp_path, precision=precision, device="cuda", epochs=2, test=[])
+    train(cfg)
+    h = history(cfg.out)
+    assert h[-1]["train_loss"] < h[0]["train_loss"]
+
+
+def test_fp16_on_cpu_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="fp16 needs CUDA"):
+        train(config(tmp_path, precision="fp16", device="cpu"))
+
+
+def test_zero_shot_leaves_out_the_target_and_selects_on_its_dev(tmp_path):
+    out = tmp_path / "zs"
+    (cfg,) = configs_from_argv(["--target", "de", "--out", str(out), "--quiet"], TrainConfig)
+    assert "de" not in {lang for lang, _ in cfg.train} and {"en", "es", "nl", "ru"} <= {l for l, _ in cfg.train}
+    cfg = replace(cfg, max_sentences=30, epochs=1, tiny=TINY, test=[])
+    train(cfg)
+    (record,) = history(out)
+    assert record["selection_f1"] == record["dev"]["de"]["f1"]
+
+
+def target_batch(tmp_path, aux, **kw):
+    sentences = read_conll(SAMPLE / "nl/train.txt", scheme="IOB1")[:16]
+    unlabeled = [replace(s, tags=[]) for s in sentences]
+    vocab = train_vocab([w for s in sentences for w in s.words], 150, tmp_path / "vocab.txt")  # small: many words split
+    tok = WordPieceTokenizer.from_file(vocab)
+    labels = ["O", "I-PER"]
+    model = NERModel(BertModel(BertConfig(vocab_size=len(tok), max_position_embeddings=64, **TINY)), labels,
+                     languages=["en", "nl"], cloze=True)
+    # short windows, so that some start in the middle of a word
+    windows = encode_sentences(unlabeled, tok, {l: i for i, l in enumerate(labels)}, {"en": 0, "nl": 1},
+                               max_len=12, overlap=4)
+    return model, tok, collate(windows, tok.pad_token_id), TrainConfig(aux=aux, **kw)
+
+
+def record_targets(model):
+    seen = []
+    original = model.cloze_logits
+
+    def spy(h, targets):
+        seen.append(targets)
+        return original(h, targets)
+    model.cloze_logits = spy
+    return seen
+
+
+def test_li_is_computed_on_the_target_text_language(tmp_path):
+    model, tok, batch, cfg = target_batch(tmp_path, ["LI"])
+    assert batch.lang_ids.eq(1).all()  # the unlabeled text is Dutch
+    losses = aux_losses(model, batch, cfg, tok, torch.Generator())
+    assert set(losses) == {"li"}
+    h = model.encode(batch.input_ids, batch.attention_mask)
+    # deterministic comparison in eval mode
+    model.eval()
+    want = torch.nn.functional.cross_entropy(model.language_logits(model.encode(batch.input_ids, batch.attention_mask)),
+                                             torch.ones(len(batch.lang_ids), dtype=torch.long))
+    assert aux_losses(model, batch, cfg, tok, torch.Generator())["li"].item() == pytest.approx(want.item(), rel=1e-5)
+    assert h.shape[0] == len(batch.lang_ids)
+
+
+def test_cl_masks_about_15_percent_of_real_pieces(tmp_path):
+    model, tok, batch, cfg = target_batch(tmp_path, ["CL", "LI"])
+    seen = record_targets(model)
+    losses = aux_losses(model, batch, cfg, tok, torch.Generator().manual_seed(0))
+    assert set(losses) == {"cloze", "li"}
+    (targets,) = seen
+    eligible = batch.attention_mask.bool() & (batch.input_ids != tok.cls_token_id) & (batch.input_ids != tok.sep_token_id)
+    rate = (targets != -100).sum().item() / eligible.sum().item()
+    assert 0.08 < rate < 0.25, rate
+    assert ((targets != -100) <= eligible).all()
+    assert torch.equal(targets[targets != -100], batch.input_ids[targets != -100])
+
+
+def test_pc_masks_exactly_the_predicted_entity_pieces(tmp_path):
+    model, tok, batch, cfg = target_batch(tmp_path, ["PC"])
+    seen = record_targets(model)
+    with torch.no_grad():  # make the NER head call every word an entity, then nothing
+        model.classifier.weight.zero_()
+        model.classifier.bias.copy_(torch.tensor([0.0, 5.0]))
+    aux_losses(model, batch, cfg, tok, torch.Generator())
+    # every piece of every word whose first piece is in the row (a tail cut off by the window
+    # edge belongs to a word predicted in the previous window)
+    expected = torch.stack([torch.isin(w, w[f]) & (w >= 0) for w, f in zip(batch.word_ids, batch.is_first)])
+    assert (batch.word_ids[~expected] >= 0).any(), "the sample should include a window starting mid-word"
+    assert torch.equal(seen[-1] != -100, expected)
+    with torch.no_grad():
+        model.classifier.bias.copy_(torch.tensor([5.0, 0.0]))
+    losses = aux_losses(model, batch, cfg, tok, torch.Generator())
+    assert (seen[-1] == -100).all() and losses["cloze"].item() == 0.0
+
+
+def test_several_seeds_report_mean_and_sd(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(train_module, "TrainConfig", TrainConfig)
+    argv = ["--train", f"en={SAMPLE / 'en/train.txt'}", "--dev", f"en={SAMPLE / 'en/dev.txt'}",
+            "--test", f"en={SAMPLE / 'en/test.txt'}", "--max-sentences", "30", "--epochs", "1",
+            "--seed", "1", "2", "--out", str(tmp_path / "seeds"), "--quiet", "--lr", "1e-3"]
+    real = train_module.train
+    monkeypatch.setattr(train_module, "train", lambda c: real(replace(c, tiny=TINY)))
+    assert train_module.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "over 2 seeds (1, 2)" in out and "test F1 en" in out and "±" in out
+    assert (tmp_path / "seeds/seed-1/best").is_dir() and (tmp_path / "seeds/seed-2/best").is_dir()
+
+
+def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    cfg = config(tmp_path, epochs=2, test=[])
+    calls = {"n": 0}
+    real = train_module.ner_loss
+
+    def poisoned(logits, labels):
+        calls["n"] += 1
+        loss = real(logits, labels)
+        return loss * float("nan") if calls["n"] > 10 else loss  # epoch 1 has 10 steps
+    monkeypatch.setattr(train_module, "ner_loss", poisoned)
+    with pytest.raises(FloatingPointError, match="NaN/inf for 10 steps in a row.*last good checkpoint"):
+        train(cfg)
+    assert len(history(cfg.out)) == 1
+    model, _ = load_ner_model(Path(cfg.out) / "last")
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bad_inputs_are_clear(tmp_path):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty/vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
+    with pytest.raises(Exception, match="no model.safetensors in this folder"):
+        train(config(tmp_path, model=str(tmp_path / "empty")))
+    with pytest.raises(SystemExit, match="--dev file .*nope.txt does not exist"):
+        configs_from_argv(["--train", str(SAMPLE / "en/train.txt"), "--dev", "en=nope.txt"], TrainConfig)
+    # a checkpoint trained on other labels cannot be resumed on this data
+    cfg = config(tmp_path / "x", epochs=2, stop_after=1, test=[])
+    train(cfg)
+    bad = Path(cfg.out) / "last/config.json"
+    c = json.loads(bad.read_text())
+    c["id2label"]["1"], c["id2label"]["2"] = c["id2label"]["2"], c["id2label"]["1"]
+    bad.write_text(json.dumps(c))
+    with pytest.raises(ValueError, match="checkpoint labels .* differ from the data's"):
+        train(replace(cfg, resume=True, stop_after=0))
+
+
+def test_export_loads_in_transformers_and_predicts_the_same(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    cfg = config(tmp_path, epochs=1, test=[])
+    train(cfg)
+    ours, tok = load_ner_model(cfg.out)
+    ref = transformers.BertForTokenClassification.from_pretrained(str(Path(cfg.out) / "best")).eval()
+    assert ref.config.id2label == dict(enumerate(ours.labels))
+    sentences = read_conll(SAMPLE / "de/test.txt")[:20]
+    batch = collate(encode_sentences([replace(s, tags=[]) for s in sentences], tok, {}, {"de": 0}),
+                    tok.pad_token_id)
+    with torch.no_grad():
+        want = ref(batch.input_ids, attention_mask=batch.attention_mask).logits.argmax(-1)
+        got = ours.predict(batch.input_ids, batch.attention_mask)
+    real = batch.attention_mask.bool()
+    assert torch.equal(want[real], got[real])
+
+
+def test_help_explains_every_option(capsys):
+    with pytest.raises(SystemExit):
+        configs_from_argv(["--help"], TrainConfig)
+    text = capsys.readouterr().out
+    for option in ("--model", "--train", "--dev", "--test", "--target", "--unlabeled", "--frz", "--aux",
+                   "--lr", "--batch-size", "--epochs", "--max-len", "--overlap", "--mask-p", "--precision",
+                   "--seed", "--resume"):
+        assert option in text, option
+    assert "#frz" in text and "zero-shot" in text
