@@ -1,0 +1,141 @@
+# %% [markdown]
+# # 7. Freezing the lowest layers (#frz)
+#
+# **What you will build:** partial fine-tuning as the paper does it ("Experiments: partial
+# updates"): the embeddings and the lowest k layers get no updates *and* no dropout. You will
+# see why dropout must be off below the boundary, prove frozen weights do not move, and run the
+# paper's Tables 4-5 in miniature: a sweep over k on the sample.
+#
+# **You need:** chapter 5 (a training step) and chapter 6 (`train()`).
+#
+# **Time:** 15 minutes to read; the sweep takes about a minute on a laptop CPU.
+
+# %%
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
+sys.path.insert(0, str(REPO))  # use this checkout of the library (not needed after `pip install -e .`)
+TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: a smaller sweep
+WORK = tempfile.TemporaryDirectory()  # run folders go here; deleted when Python exits
+from minibert_ner.heads import NERModel, ner_loss  # noqa: E402
+from minibert_ner.model import BertConfig, BertModel  # noqa: E402
+from minibert_ner.train import TrainConfig, make_optimizer, train  # noqa: E402
+
+torch.manual_seed(0)
+
+# %% [markdown]
+# ## Step 1: what "#frz = k" freezes
+#
+# `-1` trains everything (the usual fine-tuning). `0` freezes the embeddings. `k` freezes the
+# embeddings and layers `0 .. k-1`. Frozen tensors get `requires_grad=False`, so autograd
+# computes nothing for them and the optimizer never holds them.
+
+# %%
+config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=4, num_attention_heads=2,
+                    intermediate_size=64, max_position_embeddings=32)
+model = NERModel(BertModel(config), labels=["O", "I-PER", "I-LOC"], frz=2).train()
+for name, module in [("embeddings", model.bert.embeddings), *[(f"layer {i}", l) for i, l in enumerate(model.bert.encoder.layer)]]:
+    trainable = all(p.requires_grad for p in module.parameters())
+    print(f"{name:>10}: {'trained' if trainable else 'FROZEN'}, dropout {'on' if module.training else 'off'}")
+
+# %%
+assert not any(p.requires_grad for p in model.bert.embeddings.parameters())
+assert [all(p.requires_grad for p in layer.parameters()) for layer in model.bert.encoder.layer] == [False, False, True, True]
+assert model.classifier.weight.requires_grad
+
+# %% [markdown]
+# ## Step 2: why dropout must be off below the boundary
+#
+# In training mode dropout zeroes random activations. A frozen layer is meant to compute
+# exactly what the pretrained model computes; with dropout on, it would hand the trained layers
+# a noisy version of it that they never see at test time (footnote 6 of the paper: "Dropout is
+# also switched to evaluation mode in the corresponding layers"). Run the same batch twice in
+# training mode and compare every layer's output:
+
+# %%
+ids = torch.randint(5, 100, (3, 12))
+with torch.no_grad():
+    first, second = model.bert.hidden_states(ids), model.bert.hidden_states(ids)  # embeddings + 4 layers
+same = [torch.equal(a, b) for a, b in zip(first, second)]
+print("identical in both passes (embeddings, layer 0..3):", same)
+
+# %%
+assert same == [True, True, True, False, False]  # below the boundary: deterministic; above: dropout
+
+# %% [markdown]
+# `NERModel.train()` re-freezes after `nn.Module.train()`. Call the plain PyTorch method and
+# the frozen part becomes noisy too: this is the bug the override prevents.
+
+# %%
+torch.nn.Module.train(model)  # what a naive loop's model.train() would do
+with torch.no_grad():
+    noisy = torch.equal(model.bert.hidden_states(ids)[1], model.bert.hidden_states(ids)[1])
+model.train()  # the library's train(): frozen layers back in eval mode
+assert not noisy
+
+# %% [markdown]
+# ## Step 3: frozen weights do not move
+#
+# One optimizer step: weights above the boundary change, weights below are bit-identical.
+
+# %%
+before = {n: p.detach().clone() for n, p in model.named_parameters()}
+optimizer = make_optimizer(model, TrainConfig(lr=1e-2))
+labels = torch.randint(0, 3, (3, 12))
+ner_loss(model(ids), labels).backward()
+optimizer.step()
+moved = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
+
+# %%
+assert not any(n.startswith(("bert.embeddings", "bert.encoder.layer.0.", "bert.encoder.layer.1.")) for n in moved)
+assert any(n.startswith("bert.encoder.layer.2.") for n in moved) and "classifier.weight" in moved
+assert all(p.grad is None for p in model.bert.embeddings.parameters())  # not even a gradient
+
+# %% [markdown]
+# ## Step 4: Tables 4 and 5 in miniature
+#
+# The paper trains mBERT on three CoNLL languages and tests zero-shot on the fourth, for #frz in
+# -1, 0, 3, 5, 7, 11, 12: freezing a few layers *helps* zero-shot (Dutch test: 79.8 → 83.4 at
+# #frz 3), freezing all 12 hurts badly (64.2). We sweep #frz on the sample with a 2-layer
+# random BERT, zero-shot to Dutch. Expect the mechanics, not the paper's gain: freezing
+# preserves what *pre-training* put in the low layers, and a random model has nothing to
+# preserve. What does show: the fewer layers train, the less the model can learn at all.
+
+# %%
+SAMPLE = REPO / "data" / "sample"
+files = lambda split, langs: [(lang, str(SAMPLE / lang / f"{split}.txt")) for lang in langs]  # noqa: E731
+sweep = [-1, 0, 2] if TINY else [-1, 0, 1, 2]
+table = {}
+for frz in sweep:
+    cfg = TrainConfig(train=files("train", ["en", "de", "es"]), dev=files("dev", ["en", "nl"]), target=["nl"],
+                      unlabeled=[("nl", str(SAMPLE / "unlabeled" / "nl.txt"))],  # see chapter 6: gives nl an id
+                      frz=frz, epochs=3 if TINY else 6, max_sentences=80 if TINY else 300, batch_size=16, lr=2e-3,
+                      tiny=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
+                      out=str(Path(WORK.name) / f"frz{frz}"), device="cpu", quiet=True, seed=1)
+    train(cfg)
+    last = json.loads((Path(cfg.out) / "log.jsonl").read_text().splitlines()[-1])
+    table[frz] = {lang: last["dev"][lang]["f1"] for lang in ("en", "nl")}
+print("#frz   en (seen)   nl (zero-shot)   dev F1 after the last epoch")
+for frz, f1 in table.items():
+    print(f"{frz:>4}   {f1['en'] * 100:9.1f}   {f1['nl'] * 100:14.1f}")
+
+# %%
+assert set(table) == set(sweep)
+assert table[-1]["en"] > table[2]["en"]  # training only the output layer on random features learns least
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. In Step 2, freeze with `frz=0`. Which entries of `same` change? And with `frz=4`?
+# 2. `NERModel.frozen_prefix` runs the frozen part under `torch.no_grad()` and is deterministic.
+#    How could a training loop exploit that across epochs? What does it save, and what must
+#    not change for the cache to stay valid?
+# 3. Remove the `train()` override in your head: which test in `tests/` would catch it?
+# 4. With `all-MiniLM-L6-v2` installed, repeat the sweep with `model=` its folder and
+#    `lowercase=True` for #frz in -1, 0, 3, 6. Does freezing now help the zero-shot column?
