@@ -1,0 +1,77 @@
+"""The benchmark runs every section end to end on a tiny random BERT and prints the table.
+
+No timing is asserted here (timings belong to the benchmark, on a quiet machine); this only keeps
+`python -m minibert_ner.bench` from rotting: every section, every row, both sides, valid JSON.
+"""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from minibert_ner.bench import build_parser, main, print_table, Row
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "en"
+HAS_PEER = importlib.util.find_spec("transformers") is not None
+
+EXPECTED = {  # section prefix -> measures it must print
+    "train step fp32": {"real tokens/s", "sentences/s"},
+    "train step bf16": {"real tokens/s", "sentences/s"},
+    "inference fp32": {"real tokens/s", "sentences/s"},
+    "tokenizer from scratch": {"words/s"},
+    "tokenizer fast path": {"words/s"},
+    "load ": {"peak RSS increase, MB", "peak / file size (A ours, B peer)"},
+    "1 training epoch": {"sentences/s", "dev F1 after the epoch"},
+    "train() #frz=1": {"epoch 1 sentences/s", "epochs ≥ 2 sentences/s"},
+}
+
+
+def tiny_argv(tmp_path, *extra):
+    return ["--model", "random", "--train", str(SAMPLE / "train.txt"), "--dev", str(SAMPLE / "dev.txt"),
+            "--test", str(SAMPLE / "test.txt"), "--max-sentences", "8", "--batch-size", "4", "--steps", "2",
+            "--warmup", "1", "--repeats", "2", "--eval-batch-size", "8", "--checkpoint", "model",
+            "--threads", "2", "--json", str(tmp_path / "rows.json"), *extra]
+
+
+def test_every_section_prints_its_rows(tmp_path, capsys):
+    rows = main(tiny_argv(tmp_path, "--section", "all", "--precision", "fp32", "bf16"))
+    out = capsys.readouterr().out
+    assert "torch threads 2" in out and "A: minibert_ner" in out
+    for prefix, measures in EXPECTED.items():
+        if prefix.startswith("inference bf16"):
+            continue
+        found = {r.measure for r in rows if r.section.startswith(prefix)}
+        assert measures <= found, f"section {prefix!r}: expected {measures}, printed {found}"
+        assert any(line.startswith(prefix) for line in out.splitlines()), f"{prefix!r} missing from:\n{out}"
+    for r in rows:
+        for cell in (r.a, r.b, r.ratio):
+            assert cell is None or (cell[0] == cell[0] and cell[0] >= 0), f"bad number in {r}"
+        if HAS_PEER and "cache_frozen" not in r.section and r.measure != "same tag as peer, % of words":
+            assert r.b is not None, f"no peer measurement in {r}"
+    # same weights and windows: at inference the two implementations tag every word alike
+    agree = [r.a[0] for r in rows if r.measure == "same tag as peer, % of words"]
+    assert agree == ([100.0, 100.0] if HAS_PEER else [])
+    saved = json.loads((tmp_path / "rows.json").read_text())
+    assert [r["measure"] for r in saved] == [r.measure for r in rows]
+
+
+def test_without_peer_only_column_a_is_filled(tmp_path, capsys):
+    rows = main(tiny_argv(tmp_path, "--section", "step", "--precision", "fp32", "--no-peer"))
+    assert {r.measure for r in rows} == {"real tokens/s", "sentences/s"}
+    assert all(r.b is None and r.ratio is None and r.a[0] > 0 for r in rows)
+    assert "transformers" in capsys.readouterr().out  # the header still names both columns
+
+
+def test_help_explains_the_numbers():
+    text = build_parser().format_help()
+    for term in ("real tokens/s", "padding EXCLUDED", "median", "--random-mbert", "--frz", "--section"):
+        assert term in text
+
+
+def test_table_aligns_columns(capsys):
+    print_table([Row("s", "speed", (1234.5, 3.0), (1000.0, 0.0), (1.2345, 1.0), "≥ 1.0"),
+                 Row("s", "other", None, None)])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[2] == "s"
+    assert "1,234 ±3%" in lines[3] and "1.23 ±1%" in lines[3] and "—" in lines[4]
+    assert len({len(line) for line in (lines[0], lines[3], lines[4])}) == 1
