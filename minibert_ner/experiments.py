@@ -28,12 +28,12 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cli import configs_from_argv
 from .data import read_conll
-from .runs import TINY_BERT, svg_plot
+from .runs import TINY_BERT, _jsonable, svg_plot
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 CONLL = {  # lang: (train, dev, test) under --data. German: the original deu.train is not public,
@@ -229,9 +229,14 @@ def train_runs(runs, opts, train_fn):
             continue
         results[run.name] = []
         for cfg in configs:
-            done = Path(cfg.out) / "results.json"
-            if not done.exists():
-                if Path(cfg.out).exists():  # a run that died half-way: start it over
+            done, config = Path(cfg.out) / "results.json", _jsonable(asdict(cfg))
+            # reuse a finished run only if it was trained with this very config (sizes, lr, ...)
+            record = json.loads(done.read_text()) if done.exists() else {}
+            if record.get("config", config) != config:
+                print(f"{cfg.out}: trained with other settings; training it again", file=sys.stderr)
+                record = {}
+            if not record:
+                if Path(cfg.out).exists():  # a run that died half-way, or a stale one: start over
                     shutil.rmtree(cfg.out)
                 print(f"[{i + 1}/{len(runs)}] {run.name} seed {cfg.seed}", file=sys.stderr, flush=True)
                 t0 = time.time()
@@ -239,8 +244,9 @@ def train_runs(runs, opts, train_fn):
                 if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid
                     for folder in ("best", "last"):
                         shutil.rmtree(Path(cfg.out) / folder, ignore_errors=True)
-                done.write_text(json.dumps(record, indent=1))
-            results[run.name].append(json.loads(done.read_text()))
+            record["config"] = config
+            done.write_text(json.dumps(record, indent=1))
+            results[run.name].append(record)
     return results
 
 
@@ -319,20 +325,34 @@ def write_plots(name, runs, opts, dest):
 
 
 def fertility(opts):
-    """Pieces per word on each language's test file, with the mBERT cased vocab and the model's."""
+    """Pieces per word on each language's test file (tokenizer.measure_fertility), with the mBERT
+    cased vocab and the model's; and the share of words that contain [UNK], which fertility hides
+    (a word the vocab cannot spell is one [UNK] piece: fertility 1, information 0)."""
     from .runs import _says_lowercase
     from .tokenizer import WordPieceTokenizer, measure_fertility, read_sentences
     vocabs = {"mBERT cased": (Path(opts.data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
     if opts.model:
-        vocabs[f"{Path(opts.model).name} (model)"] = (Path(opts.model) / "vocab.txt", _says_lowercase(Path(opts.model)))
+        folder = Path(opts.model)
+        label = f"{folder.parent.name if folder.name == 'model' else folder.name} ({'uncased' if _says_lowercase(folder) else 'cased'})"
+        vocabs[label] = (folder / "vocab.txt", _says_lowercase(folder))
     langs = [l for l in ["en", "de", "es", "nl", *WIKIANN] if find_split(opts.data, l, 2).exists()]
-    table = {}
+    table, unk = {}, {}
     for label, (vocab, lowercase) in vocabs.items():
         tok = WordPieceTokenizer.from_file(vocab, lowercase=lowercase)
         for lang in langs:
-            words, pieces = measure_fertility(tok, [w for _, w in read_sentences(find_split(opts.data, lang, 2))])
-            table.setdefault(label + (" uncased" if lowercase else ""), {})[lang] = pieces / words
-    return table, langs
+            sentences = [words for _, words in read_sentences(find_split(opts.data, lang, 2))]
+            words, pieces = measure_fertility(tok, sentences)
+            table.setdefault(label, {})[lang] = pieces / words
+            unk.setdefault(label, {})[lang] = count_unk_words(tok, sentences) / words
+    return table, unk, langs
+
+
+def count_unk_words(tok, sentences):
+    """Words with at least one [UNK] piece."""
+    n = 0
+    for ids, owners in tok.encode_batch_words(sentences):
+        n += len({w for i, w in zip(ids, owners) if i == tok.unk_token_id})
+    return n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,11 +424,13 @@ def main(argv=None, train_fn=None):
     dest = Path(opts.results)
     summary = dict(recipe=opts.recipe, scale=opts.scale, model=opts.model, data=opts.data)
     if opts.recipe == "fertility":
-        table, langs = fertility(opts)
-        print(format_table({k: {l: [v / 100] for l, v in row.items()} for k, row in table.items()}, langs,
-                           "WordPiece fertility (pieces per word, test files)", PAPER["fertility"]).replace(" ± 0.00", ""))
+        table, unk, langs = fertility(opts)
+        as_cells = lambda t, scale: {k: {l: [v * scale / 100] for l, v in row.items()} for k, row in t.items()}
+        print(format_table(as_cells(table, 1), langs, "WordPiece fertility (pieces per word, test files)",
+                           PAPER["fertility"]).replace(" ± 0.00", "") + "\n")
+        print(format_table(as_cells(unk, 100), langs, "words with an [UNK] piece (%)").replace(" ± 0.00", ""))
         dest.mkdir(parents=True, exist_ok=True)
-        (dest / "fertility.json").write_text(json.dumps(dict(summary, table=table), indent=1))
+        (dest / "fertility.json").write_text(json.dumps(dict(summary, table=table, unk_words=unk), indent=1))
         return 0
     if train_fn is None:
         from .train import train as train_fn
@@ -438,7 +460,8 @@ def main(argv=None, train_fn=None):
                                    for row, cells in t.items()} for split, t in tables.items()},
                    paper={k: v for k, v in PAPER.items() if k.startswith(opts.recipe)},
                    commands=["python -m minibert_ner.train " + shlex.join(run_argv(r, opts)) for r in runs],
-                   runs={name: rs for name, rs in results.items()})
+                   runs={name: [{k: v for k, v in r.items() if k != "config"} for r in rs]
+                         for name, rs in results.items()})
     (dest / f"{opts.recipe}-{opts.scale}.json").write_text(json.dumps(summary, indent=1))
     return 0
 

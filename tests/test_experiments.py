@@ -139,6 +139,10 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert "| #frz 1 |" in capsys.readouterr().out
     # a second invocation finds every run finished and trains nothing
     experiments.main(argv, train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
+    # ... unless a setting changed: then the runs are trained again, not silently reused
+    retrained = []
+    experiments.main(argv[:-1] + ["2e-3"], train_fn=lambda cfg: retrained.append(cfg.lr) or tiny_train(cfg))
+    assert retrained == [2e-3] * 4
 
 
 def test_fertility_on_real_files(tmp_path, shared_data, capsys):
