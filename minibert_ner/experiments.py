@@ -288,7 +288,8 @@ def read_history(folder):
 
 
 def plot_over_epochs(curves, title):
-    """{label: [run folders]} -> SVG of the mean dev F1 over epochs, one line per label."""
+    """{label: [run folders]} -> (SVG of the mean dev F1 over epochs, one line per label, and
+    {label: [mean dev F1 (%) per epoch]} for the summary)."""
     history = {}
     for label, folders in curves.items():
         per_seed = [[r["dev"] for r in read_history(f)] for f in folders]
@@ -296,28 +297,29 @@ def plot_over_epochs(curves, title):
             f1s = [next(iter(devs[e].values()))["f1"] for devs in per_seed]  # the run's one dev set
             history.setdefault(e + 1, {})[label] = {"f1": statistics.mean(f1s)}
     records = [{"epoch": e, "dev": d} for e, d in sorted(history.items())]
-    svg = svg_plot(records, list(curves))
-    return svg.replace("</svg>", f'<text x="50" y="14" font-weight="bold">{title}</text>\n</svg>')
+    svg = svg_plot(records, list(curves))  # runs.py's chart: it plots r["dev"][label]["f1"]
+    means = {label: [round(r["dev"][label]["f1"] * 100, 2) for r in records if label in r["dev"]]
+             for label in curves}
+    return svg.replace("</svg>", f'<text x="50" y="14" font-weight="bold">{title}</text>\n</svg>'), means
 
 
 def write_plots(name, runs, opts, dest):
     """Figure 2 (zero-shot dev F1 per target over epochs) and Figure 3 (one plot per target, #frz)."""
     folders = lambda run: [c for c in sorted((Path(opts.out) / run.name).glob("seed-*"))] or \
         [Path(opts.out) / run.name]
-    written = []
+    plots = {}  # file name -> {label: mean dev F1 per epoch}
     if name in ("table3", "freeze"):
         base = [r for r in runs if r.row in ("BERT-ML^3 0-shot", "#frz -1")]
-        curves = {r.name.split("-")[1]: folders(r) for r in base}
-        (dest / f"{name}-zero-shot-epochs.svg").write_text(plot_over_epochs(
-            curves, "zero-shot dev F1 by target, no freezing"), encoding="utf-8")
-        written.append(f"{name}-zero-shot-epochs.svg")
+        plots[f"{name}-zero-shot-epochs.svg"] = ({r.name.split("-")[1]: folders(r) for r in base},
+                                                "zero-shot dev F1 by target, no freezing")
     if name == "freeze":
         for target in sorted({r.name.split("-")[1] for r in runs}):
-            curves = {r.row: folders(r) for r in runs if r.name.split("-")[1] == target}
-            (dest / f"freeze-{target}.svg").write_text(plot_over_epochs(
-                curves, f"zero-shot to {target}: dev F1 by #frz"), encoding="utf-8")
-            written.append(f"freeze-{target}.svg")
-    return written
+            plots[f"freeze-{target}.svg"] = ({r.row: folders(r) for r in runs if r.name.split("-")[1] == target},
+                                             f"zero-shot to {target}: dev F1 by #frz")
+    for file, (curves, title) in plots.items():
+        svg, plots[file] = plot_over_epochs(curves, title)
+        (dest / file).write_text(svg, encoding="utf-8")
+    return plots
 
 
 # ---------------------------------------------------------------------------------------------
@@ -451,11 +453,15 @@ def main(argv=None, train_fn=None):
         paper = PAPER.get(opts.recipe + ("-dev" if split == "dev" else ""))
         print(format_table(table, columns, f"{opts.recipe}: {split} F1 (%), mean ± sd over seeds "
                            f"{opts.seeds}; {Path(opts.model).name}", paper) + "\n")
+    plots = write_plots(opts.recipe, runs, opts, dest)
+    for file, curves in plots.items():  # the numbers behind each plot: Figures 2 and 3
+        print(f"{dest / file}: mean dev F1 per epoch\n" + "\n".join(
+            f"  {label:<10} " + " ".join(f"{f:6.2f}" for f in f1s) for label, f1s in curves.items()))
     seconds = sum(r["seconds"] for rs in results.values() for r in rs)
     print(f"training time of these runs (as recorded when each ran): {seconds / 60:.1f} min; "
           f"this invocation: {(time.time() - t0) / 60:.1f} min")
     summary.update(settings=settings, n_layers=n_layers, train_minutes=round(seconds / 60, 1),
-                   plots=write_plots(opts.recipe, runs, opts, dest),
+                   plots=plots,
                    tables={split: {row: {l: dict(zip(("mean", "sd"), mean_sd(v)), values=v) for l, v in cells.items()}
                                    for row, cells in t.items()} for split, t in tables.items()},
                    paper={k: v for k, v in PAPER.items() if k.startswith(opts.recipe)},

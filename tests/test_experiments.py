@@ -136,6 +136,7 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert (tmp_path / "runs" / "zs-nl-frz1" / "seed-2" / "dev_f1.svg").exists()
     svg = (tmp_path / "results" / "freeze-nl.svg").read_text()
     assert svg.startswith("<svg") and "#frz 1" in svg and "polyline" in svg
+    assert len(summary["plots"]["freeze-nl.svg"]["#frz 1"]) == 2  # mean dev F1 of each epoch
     assert "| #frz 1 |" in capsys.readouterr().out
     # a second invocation finds every run finished and trains nothing
     experiments.main(argv, train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
