@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 1. Text to word pieces
 #
-# **What you will build:** WordPiece, BERT's tokenizer, by hand on a ten-piece vocabulary; then
+# **What you will build:** WordPiece, BERT's tokenizer, by hand on a dozen-piece vocabulary; then
 # you will use the library's tokenizer on real text in many languages and measure *fertility*,
 # the average number of pieces per word (the last row of the paper's Table 2: English 1.8,
 # Chinese 2.31, Arabic 7.42).
@@ -70,7 +70,8 @@ assert wordpiece("plaything", VOCAB) == ["[UNK]"]  # "play" fits, then nothing f
 #
 # `minibert_ner.tokenizer.WordPieceTokenizer` runs exactly this loop, after a *basic* split of
 # the text: at whitespace, and around every punctuation character and every Chinese ideograph.
-# It needs BERT's five special tokens in the vocabulary; their ids are read from it.
+# It needs BERT's five special tokens in the vocabulary; their ids are read from it. Our dozen
+# pieces have no `,` or `!`, so those become `[UNK]`.
 
 # %%
 from minibert_ner.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer

@@ -116,6 +116,7 @@ with torch.no_grad():
 
 # %%
 torch.testing.assert_close(h, hidden, rtol=0, atol=0)  # same operations, same order: identical bits
+assert tok.unk_token_id not in sum(batch, [])  # every word found in the vocab (cased text, uncased vocab: no)
 assert hidden.shape == (len(sentences), T, model.config.hidden_size)
 
 # %% [markdown]

@@ -83,7 +83,7 @@ peak = schedule.index(max(schedule))
 print(" ".join(f"{lr:.1e}" for lr in schedule[:5]), "...", f"peak at step {peak}", "...", f"{schedule[-1]:.1e}")
 
 # %%
-assert max(schedule) == cfg.lr and peak == int(cfg.warmup * STEPS) - 1
+assert max(schedule) == cfg.lr and peak == int(cfg.warmup * STEPS) - 1  # the last warmup step
 assert all(a < b for a, b in zip(schedule[:peak], schedule[1:peak + 1]))  # rises during warmup
 assert all(a >= b for a, b in zip(schedule[peak:], schedule[peak + 1:]))  # then only falls
 assert 0 < schedule[-1] < cfg.lr / 10  # almost nothing left at the end

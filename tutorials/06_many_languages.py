@@ -8,7 +8,7 @@
 #
 # **You need:** chapter 4 (windows, F1) and chapter 5 (what one training step does).
 #
-# **Time:** 15 minutes to read; the run takes under a minute on a laptop CPU.
+# **Time:** 15 minutes to read; the run takes a minute or two on a laptop CPU.
 
 # %%
 import json
@@ -63,7 +63,7 @@ cfg = TrainConfig(
     # Work-around: train() gives ids only to languages it trains on or has unlabeled text for, so the
     # Dutch dev set needs Dutch raw text here; with aux=[] that text is never trained on.
     unlabeled=[("nl", str(SAMPLE / "unlabeled" / "nl.txt"))],
-    epochs=4 if TINY else 8, max_sentences=100 if TINY else 400, batch_size=16, lr=2e-3,
+    epochs=4 if TINY else 6, max_sentences=100 if TINY else 300, batch_size=16, lr=2e-3,
     tiny=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
     out=str(Path(WORK.name) / "zero-shot-nl"), device="cpu", quiet=True, seed=1)
 print({k: v for k, v in vars(cfg).items() if k in ("target", "epochs", "lr", "batch_size", "max_len", "overlap")})
