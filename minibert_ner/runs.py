@@ -42,7 +42,12 @@ def build_model_and_tokenizer(cfg, labels, languages, train_sentences, log):
                                     f"model.safetensors and vocab.txt")
         lowercase = cfg.lowercase or _says_lowercase(folder)
         tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=lowercase)
-        bert = load_bert(folder, verbose=not cfg.quiet)
+        config = None
+        if cfg.dropout >= 0:  # e.g. --dropout 0 for runs that must be bit-for-bit comparable
+            config = BertConfig.from_json(folder / "config.json" if (folder / "config.json").is_file()
+                                          else folder / "bert_config.json")
+            config.hidden_dropout_prob = config.attention_probs_dropout_prob = cfg.dropout
+        bert = load_bert(folder, config=config, verbose=not cfg.quiet)
         check_vocab_size(len(tok), bert.config, folder / "vocab.txt")
         vocab_src = folder / "vocab.txt"
     else:
@@ -52,6 +57,8 @@ def build_model_and_tokenizer(cfg, labels, languages, train_sentences, log):
             train_vocab(words, DEMO_VOCAB_SIZE, vocab_src)
         tok = WordPieceTokenizer.from_file(vocab_src)
         shape = {**TINY_BERT, **cfg.tiny}
+        if cfg.dropout >= 0:
+            shape.update(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
         bert = BertModel(BertConfig(vocab_size=len(tok), **shape))
         log(f"no --model given: training a small RANDOMLY INITIALISED BERT ({shape['num_hidden_layers']} "
             f"layers, hidden {shape['hidden_size']}) with a {len(tok)}-piece vocabulary built from the "
@@ -107,7 +114,7 @@ def _swap_in(tmp, final):
         shutil.rmtree(old)
 
 
-def save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best):
+def save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best, aux_gen=None):
     """Write RUN/last (with the trainer state) and, when this epoch is the best, RUN/best."""
     out = Path(cfg.out)
     tmp = out / "last.tmp"
@@ -116,6 +123,7 @@ def save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best
     save_model(model, tmp, {"train_config": _jsonable(asdict(cfg))})
     torch.save(dict(state=state, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
                     data_gen=data_gen.get_state(), mask_gen=mask_gen.get_state(),
+                    aux_gen=aux_gen.get_state() if aux_gen is not None else None,
                     torch_rng=torch.get_rng_state(),
                     cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None),
                tmp / "trainer_state.pt")
@@ -142,7 +150,7 @@ def load_weights_into(model, folder):
 
 
 def load_run(out, model, optimizer=None, scaler=None, data_gen=None, mask_gen=None, device="cpu",
-             which="last"):
+             which="last", aux_gen=None):
     """Restore RUN/<which> into the model (and the trainer's state for --resume); return the state."""
     folder = Path(out) / which
     if not (folder / "model.safetensors").exists():
@@ -159,6 +167,8 @@ def load_run(out, model, optimizer=None, scaler=None, data_gen=None, mask_gen=No
     scaler.load_state_dict(ts["scaler"])
     data_gen.set_state(ts["data_gen"])
     mask_gen.set_state(ts["mask_gen"])
+    if aux_gen is not None and ts.get("aux_gen") is not None:
+        aux_gen.set_state(ts["aux_gen"])
     torch.set_rng_state(ts["torch_rng"])
     if ts["cuda_rng"] is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(ts["cuda_rng"])

@@ -16,12 +16,16 @@ One code path serves fp32, bf16 and fp16 (the GradScaler is a no-op unless fp16)
 Left out: trainer frameworks, callbacks, early stopping (the paper trains all 20 epochs).
 """
 import math
+import os
 import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import nullcontext
+from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .data import build_label_list, check_labels, read_conll, read_text
 from .heads import cloze_loss, ner_loss
@@ -66,6 +70,7 @@ class TrainConfig:
     stop_after: int = 0          # stop after this many epochs (0 = never): resumable time-boxing
     eval_batch_size: int = 128
     tiny: dict = field(default_factory=dict)  # shape of the random demo BERT
+    dropout: float = -1.0        # >= 0 overrides the checkpoint's dropout probabilities
     resume: bool = False
     quiet: bool = False
 
@@ -157,22 +162,52 @@ class PrefixCache:
 
 
 # ---------------------------------------------------------------------------------------------
+# several processes (torchrun): PyTorch's DistributedDataParallel, the only distributed lines
+
+
+def setup_distributed(cfg):
+    """-> (rank, world_size, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; alone it is (0, 1)."""
+    cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return 0, 1, torch.device(("cuda" if cuda else "cpu") if cfg.device == "auto" else cfg.device)
+    if not dist.is_initialized():  # NCCL between GPUs, gloo between CPU processes
+        dist.init_process_group("nccl" if cuda else "gloo")
+    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
+    if cuda:
+        torch.cuda.set_device(device)
+    return dist.get_rank(), dist.get_world_size(), device
+
+
+def rank_and_world():
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+# ---------------------------------------------------------------------------------------------
 # evaluation
 
 
 @torch.no_grad()
 def predict_windows(model, windows, pad_id, device, dtype, batch_size):
-    """Label id per position for every window, in the windows' order."""
+    """Label id per position for every window, in the windows' order. Under torchrun each process
+    predicts every world_size-th window and the predictions are gathered, so each is made once."""
     model.eval()
-    out = [None] * len(windows)
-    order = batch_indices([len(w.input_ids) for w in windows], batch_size, shuffle=False)
+    rank, world = rank_and_world()
+    mine = list(range(rank, len(windows), world))
+    out = {}
+    order = batch_indices([len(windows[i].input_ids) for i in mine], batch_size, shuffle=False)
     for index in order:  # sorted by length: little padding
+        index = [mine[j] for j in index]
         batch = collate([windows[i] for i in index], pad_id, index).to(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             pred = model.predict(batch.input_ids, batch.attention_mask).cpu()
         for row, i in zip(pred, index):
             out[i] = row[: len(windows[i].input_ids)].tolist()
-    return out
+    if world > 1:
+        parts = [None] * world
+        dist.all_gather_object(parts, out)
+        out = {i: p for part in parts for i, p in part.items()}
+    return [out[i] for i in range(len(windows))]
 
 
 def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128):
@@ -218,67 +253,81 @@ def prepare(cfg, log):
 
 def train(cfg):
     """Train one seed; returns the final record (best epoch, dev and test F1 per language)."""
-    log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    rank, world, device = setup_distributed(cfg)
+    quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
+    log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     precision, dtype = resolve_precision(cfg, device)
-    torch.manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the same initial weights in every process
     random.seed(cfg.seed)
     run = prepare(cfg, log)
     model, tok, windows = run["model"].to(device), run["tok"], run["train"]
+    # DDP all-reduces gradients during backward; frozen tensors (requires_grad=False) are
+    # neither hooked nor all-reduced, so --frz needs no find_unused_parameters.
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
+        if world > 1 else model
     n_labelled = [sum(l != IGNORE_INDEX for l in w.labels) for w in windows]
     steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    micro_size = math.ceil(cfg.batch_size / cfg.grad_accum)
+    # each process takes 1/world of every global batch, split into grad_accum micro-batches
+    micro_size = math.ceil(cfg.batch_size / (world * cfg.grad_accum))
     total = steps_per_epoch * cfg.epochs
     optimizer = make_optimizer(model, cfg)
     # fp16 needs loss scaling against underflow; for bf16 and fp32 the scaler does nothing
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    data_gen = torch.Generator().manual_seed(cfg.seed)  # batch order, saved for --resume
-    mask_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # cloze masks
+    data_gen = torch.Generator().manual_seed(cfg.seed)  # batch order: the same in every process
+    mask_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)  # cloze masks
+    aux_gen = torch.Generator().manual_seed(cfg.seed + 2 + 1000 * rank)  # order of the target text
     state = dict(epoch=0, step=0, best_f1=-1.0, best_epoch=0, history=[])
     if cfg.resume:
-        state = load_run(cfg.out, model, optimizer, scaler, data_gen, mask_gen, device)
+        state = load_run(cfg.out, model, optimizer, scaler, data_gen, mask_gen, device, aux_gen=aux_gen)
         log(f"resumed from {cfg.out}/last after epoch {state['epoch']}")
     log(f"{run['n_train_sentences']} training sentences -> {len(windows)} windows of <= {cfg.max_len} "
-        f"pieces; {steps_per_epoch} steps/epoch; precision {precision} on {device}; "
-        f"#frz {cfg.frz}; aux {'+'.join(cfg.aux) or 'none'}")
+        f"pieces; {steps_per_epoch} steps/epoch; precision {precision} on {device}"
+        f"{f' x {world} processes' if world > 1 else ''}; #frz {cfg.frz}; aux {'+'.join(cfg.aux) or 'none'}")
     targets_dev = [l for l in cfg.target if l in run["dev"]] or list(run["dev"])
-    aux_windows, aux_order = run["unlabeled"], []
+    aux_windows = run["unlabeled"]
     bad_steps = 0
     cache = PrefixCache(cfg.cache_gb) if cfg.frz >= 0 and cfg.cache_frozen else None
 
     for epoch in range(state["epoch"], cfg.epochs):
-        model.train()
-        t0, seen, running = time.time(), 0, 0.0
+        net.train()
+        t0, seen, running, aux_order = time.time(), 0, 0.0, []
         batches = batch_indices([len(w.input_ids) for w in windows], cfg.batch_size,
                                 shuffle=True, bucket=cfg.bucket, generator=data_gen)
         for s, batch_index in enumerate(batches):
-            # the same batches whatever grad_accum is; accumulation only splits each one in parts
-            group = [batch_index[j:j + micro_size] for j in range(0, len(batch_index), micro_size)]
+            # The same global batches whatever grad_accum and the number of processes are: this
+            # process takes every world-th window of it and splits its share into micro-batches.
+            share = batch_index[rank::world] or batch_index[:1]  # an empty share still joins the all-reduce
+            weight = 1.0 if batch_index[rank::world] else 0.0
+            group = [share[j:j + micro_size] for j in range(0, len(share), micro_size)]
             lr = get_lr(state["step"], total, cfg)
             for g in optimizer.param_groups:
                 g["lr"] = lr
             # "accumulation done right": every micro-batch divides its summed loss by the number
-            # of labelled pieces in the WHOLE window, so the update equals one big batch's
-            n_tokens = sum(n_labelled[i] for index in group for i in index)
-            step_loss = 0.0
-            for index in group:
+            # of labelled pieces in the WHOLE global batch, so the update equals one big batch's
+            # (x world because DDP averages the processes' gradients, where we want their sum)
+            n_tokens = sum(n_labelled[i] for i in batch_index)
+            step_loss, finite = 0.0, True
+            for j, index in enumerate(group):
                 batch = collate([windows[i] for i in index], tok.pad_token_id, index).to(device)
-                with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                sync = net.no_sync() if world > 1 and j < len(group) - 1 else nullcontext()
+                with sync, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
                     prefix = cache.prefix(model, batch) if cache else None
-                    logits = model(batch.input_ids, batch.attention_mask, prefix)
-                    loss = ner_loss(logits, batch.labels) * (batch.labels != IGNORE_INDEX).sum() / max(n_tokens, 1)
+                    logits = net(batch.input_ids, batch.attention_mask, prefix)
+                    n_here = (batch.labels != IGNORE_INDEX).sum()
+                    loss = ner_loss(logits, batch.labels) * n_here * world * weight / max(n_tokens, 1)
                     if cfg.aux and aux_windows:
                         if not aux_order:  # cycle through the target text, reshuffled each pass
                             aux_order = batch_indices([len(w.input_ids) for w in aux_windows],
-                                                      len(index), generator=data_gen)
+                                                      micro_size, generator=aux_gen)
                         ai = aux_order.pop()
                         ab = collate([aux_windows[i] for i in ai], tok.pad_token_id, ai).to(device)
                         loss = loss + sum(aux_losses(model, ab, cfg, tok, mask_gen).values()) / len(group)
-                if not torch.isfinite(loss):
-                    break
-                scaler.scale(loss).backward()
-                step_loss += loss.item()
-            if not math.isfinite(step_loss) or not torch.isfinite(loss):
+                    finite = all_finite(loss, world)
+                    if not finite:
+                        break
+                    scaler.scale(loss).backward()
+                step_loss += loss.item() / world
+            if not finite:
                 # fp16 overflow is the scaler's business (it skips the step); a loss that stays
                 # NaN/inf means training diverged: stop, leaving the last good checkpoint intact
                 optimizer.zero_grad(set_to_none=True)
@@ -296,9 +345,13 @@ def train(cfg):
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
-            seen += sum(len(i) for i in group)
+            seen += len(batch_index)
+            if world > 1:  # the logged loss is the global batch's, not this process's share
+                step_loss = torch.tensor(step_loss)
+                dist.all_reduce(step_loss)
+                step_loss = step_loss.item()
             running += step_loss
-            if not cfg.quiet and (s % 20 == 0 or s == steps_per_epoch - 1):
+            if not quiet and (s % 20 == 0 or s == steps_per_epoch - 1):
                 rate = seen / (time.time() - t0)
                 eta = (steps_per_epoch - s - 1) * (time.time() - t0) / (s + 1)
                 log(f"epoch {epoch + 1}/{cfg.epochs} step {s + 1}/{steps_per_epoch} loss {running / (s + 1):.4f} "
@@ -324,8 +377,12 @@ def train(cfg):
         is_best = sel > state["best_f1"]
         if is_best:
             state["best_f1"], state["best_epoch"] = sel, epoch + 1
-        save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best=is_best)
-        write_log(cfg.out, record, state["history"], run["dev"].keys(), state["best_epoch"])
+        if rank == 0:
+            save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best=is_best,
+                     aux_gen=aux_gen)
+            write_log(cfg.out, record, state["history"], run["dev"].keys(), state["best_epoch"])
+        if world > 1:
+            dist.barrier()  # the others wait until rank 0 has written the checkpoint
         if cfg.stop_after and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
             log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             return dict(stopped=True, **state)
@@ -340,12 +397,22 @@ def train(cfg):
     return results
 
 
+def all_finite(loss, world):
+    """Is the loss finite in every process? (They must agree, or one would skip an all-reduce.)"""
+    ok = torch.isfinite(loss.detach()).float()
+    if world > 1:
+        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
+    return bool(ok.item())
+
+
 def main(argv=None):
     from .cli import configs_from_argv
     cfgs = configs_from_argv(argv, TrainConfig)
     results = [train(c) for c in cfgs]
-    if not any(r.get("stopped") for r in results):
+    if not any(r.get("stopped") for r in results) and rank_and_world()[0] == 0:
         print(report_seeds(results))
+    if dist.is_initialized():
+        dist.destroy_process_group()
     return 0
 
 
