@@ -114,7 +114,6 @@ sweep = [-1, 0, 2] if TINY else [-1, 0, 1, 2]
 table = {}
 for frz in sweep:
     cfg = TrainConfig(train=files("train", ["en", "de", "es"]), dev=files("dev", ["en", "nl"]), target=["nl"],
-                      unlabeled=[("nl", str(SAMPLE / "unlabeled" / "nl.txt"))],  # see chapter 6: gives nl an id
                       frz=frz, epochs=3 if TINY else 5, max_sentences=80 if TINY else 200, batch_size=16, lr=2e-3,
                       tiny=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
                       out=str(Path(WORK.name) / f"frz{frz}"), device="cpu", quiet=True, seed=1)
