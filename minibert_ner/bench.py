@@ -25,7 +25,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,7 +38,7 @@ from .runs import DEMO_VOCAB_SIZE, TINY_BERT
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
 from .train import TrainConfig, make_optimizer, predict_windows, prepare, train
-from .weights import save_bert
+from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +117,6 @@ def model_folder(args, sentences, work):
 
 def build_ours(ctx, frz=None):
     """NERModel on the folder's weights; the classifier's init depends only on --seed."""
-    from .weights import load_bert
     torch.manual_seed(ctx.args.seed)
     model = NERModel(load_bert(ctx.folder, verbose=False), ctx.labels, frz=ctx.args.frz if frz is None else frz)
     return model.to(ctx.device)
@@ -354,6 +352,9 @@ def hwm():  # high-water resident memory of this process, bytes (unlike ru_maxrs
     return int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
 before = hwm()
 {load}
+# touch every weight once, as the first forward pass would: a loader that only maps the file
+# (lazily, page by page) must not look cheaper than one that reads it
+total = sum(float(p.float().sum()) for p in m.parameters())
 print(json.dumps(dict(peak=hwm() - before)))
 """
 
@@ -384,7 +385,8 @@ def load_peak(code_imports, code_load):
 
 
 def section_memory(ctx):
-    """Peak RSS while loading a checkpoint, each side in its own process, against the file size."""
+    """Peak RSS while loading a checkpoint and reading every weight once, each side in its own
+    process, against the file size."""
     if not Path("/proc/self/status").is_file():
         return [Row("memory", "needs Linux /proc/self/status: skipped", None, None)]
     folder = ctx.work / "mbert-shaped"
@@ -453,16 +455,19 @@ def section_epoch(ctx):
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         run = prepare(cfg, lambda *x: None)
-        dev_sentences, dev_windows = run["dev"]["en"]
         peer = build_peer(ctx, run["model"])
+    # ours first: the first run in a process also pays one-time costs (kernels built for each new
+    # batch shape), so this order can only flatter the peer
+    print("our epoch (train()) ...", file=sys.stderr)
+    train(cfg)
+    if ctx.peer:
         print("peer epoch ...", file=sys.stderr)
         peer_s = peer_epoch(ctx, peer, run["train"])
+        dev_sentences, dev_windows = run["dev"]["en"]
         preds = peer_predict(peer, dev_windows, ctx.tok.pad_token_id, ctx.device, torch.float32,
                              ctx.args.peer_eval_batch_size)
         tags = [[run["labels"][i] for i in s] for s in merge_predictions(dev_windows, preds, dev_sentences)]
         peer_f1 = score([s.tags for s in dev_sentences], tags).f1
-    print("our epoch (train()) ...", file=sys.stderr)
-    train(cfg)
     record = read_log(cfg.out)[-1]
     n = len(ctx.train)
     label = f"1 training epoch, {n} sentences (ours: train() defaults; peer: run_ner's)"
@@ -477,23 +482,41 @@ def section_epoch(ctx):
 
 
 def section_cache(ctx):
-    """train() with #frz = k for a few epochs, frozen-prefix cache on and off: epochs after the first."""
+    """#frz = k with the frozen-prefix cache (train.PrefixCache) on and off: first, training steps
+    on identical batches whose prefixes are already cached (what every epoch after the first
+    runs), interleaved; then, unless --cache-epochs 0, whole train() runs one after the other."""
+    from .train import PrefixCache
     a = ctx.args
     frz = a.frz if a.frz >= 0 else BertConfig.from_json(ctx.folder / "config.json").num_hidden_layers // 2
-    seconds = {}
-    for cached in (True, False):
-        print(f"cache={cached}: {a.cache_epochs} epochs with train() ...", file=sys.stderr)
-        cfg = run_config(ctx, f"cache-{cached}", epochs=a.cache_epochs, frz=frz, cache_frozen=cached)
-        train(cfg)
-        seconds[cached] = [r["seconds"] for r in read_log(cfg.out)]
-    n = len(ctx.train)
-    label = f"train() #frz={frz}: A cache_frozen on, B off"
-    rows = [Row(label, "epoch 1 sentences/s", (n / seconds[True][0], 0), (n / seconds[False][0], 0),
-                (seconds[False][0] / seconds[True][0], 0))]
-    later = [(n / x, n / y) for x, y in zip(seconds[True][1:], seconds[False][1:])]
-    if later:
-        rows.append(Row(label, "epochs ≥ 2 sentences/s", med([x for x, _ in later]), med([y for _, y in later]),
-                        med([x / y for x, y in later]), "≥ 2.5"))
+    batches, dtype = training_batches(ctx), DTYPES[a.precision[0]]
+    cached, plain = build_ours(ctx, frz), build_ours(ctx, frz)
+    cache = PrefixCache(TrainConfig.cache_gb)
+    cached_loss = lambda m, b: ner_loss(m(b.input_ids, b.attention_mask, cache.prefix(m, b)), b.labels)
+    sides = {"cached": (cached, cached_loss, make_optimizer(cached, TrainConfig())),
+             "plain": (plain, ours_loss, make_optimizer(plain, TrainConfig()))}
+    for side in sides.values():  # the warm-up pass is epoch 1: it fills the cache
+        train_steps(*side, batches, ctx.device, dtype)
+    times = interleave(ctx, {k: (lambda k=k: timed(ctx.device, lambda: train_steps(*sides[k], batches, ctx.device,
+                                                                                     dtype))) for k in sides},
+                       a.repeats, warmup=0)
+    label = f"#frz={frz} {a.precision[0]}: A frozen-prefix cache on, B off"
+    rows = rate_rows(ctx, label, times, {"steps ≥ epoch 2, sentences/s": sum(len(b.index) for b in batches)},
+                     "≥ 2.5")
+    if a.cache_epochs:
+        seconds = {}
+        for on in (True, False):
+            print(f"cache_frozen={on}: {a.cache_epochs} epochs with train() ...", file=sys.stderr)
+            cfg = run_config(ctx, f"cache-{on}", epochs=a.cache_epochs, frz=frz, cache_frozen=on)
+            train(cfg)
+            seconds[on] = [r["seconds"] for r in read_log(cfg.out)]
+        n = len(ctx.train)
+        label = f"train() #frz={frz}, {n} sentences, run one after the other: A cache_frozen on, B off"
+        rows.append(Row(label, "epoch 1 sentences/s", (n / seconds[True][0], 0), (n / seconds[False][0], 0),
+                        (seconds[False][0] / seconds[True][0], 0)))
+        later = [(n / x, n / y) for x, y in zip(seconds[True][1:], seconds[False][1:])]
+        if later:
+            rows.append(Row(label, "epochs ≥ 2 sentences/s", med([x for x, _ in later]),
+                            med([y for _, y in later]), med([x / y for x, y in later]), "≥ 2.5"))
     return rows
 
 
@@ -546,7 +569,8 @@ What the numbers mean
   tokenizer words/s from scratch: WordPieceTokenizer.tokenize vs transformers' pure-Python
                     BertTokenizer on each sentence's text; fast path: encode_batch_words vs
                     BertTokenizerFast on the pre-split words (+ word_ids, as run_ner needs).
-  memory            peak resident memory added by loading the checkpoint, in a fresh process.
+  memory            peak resident memory added by loading the checkpoint and reading each weight
+                    once, in a fresh process (mapped file pages count once they are read).
   epoch             one epoch with train() (bucketed batches, its defaults) vs run_ner's way (random
                     batches padded to the longest, fp32, Trainer's default fused AdamW), then dev F1.
   cache             train() with #frz = --frz (default half the layers): time per epoch with
