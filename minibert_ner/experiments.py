@@ -232,7 +232,8 @@ def train_runs(runs, opts, train_fn):
             done, config = Path(cfg.out) / "results.json", _jsonable(asdict(cfg))
             # reuse a finished run only if it was trained with this very config (sizes, lr, ...)
             record = json.loads(done.read_text()) if done.exists() else {}
-            if record.get("config", config) != config:
+            stored = record.get("config", config)  # fields added to TrainConfig later are not a change
+            if any(stored[k] != v for k, v in config.items() if k in stored):
                 print(f"{cfg.out}: trained with other settings; training it again", file=sys.stderr)
                 record = {}
             if not record:
