@@ -95,7 +95,11 @@ def make_optimizer(model, cfg):
             (no_decay if p.ndim < 2 else decay).append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8)
+    # fused: one vectorised kernel over all tensors instead of ~10 elementwise passes per tensor;
+    # the same update up to rounding, several times faster on CPU and GPU
+    device = next(model.parameters()).device.type
+    fused = {"fused": True} if device in ("cpu", "cuda") else {}
+    return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, **fused)
 
 
 def resolve_precision(cfg, device):
