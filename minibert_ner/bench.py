@@ -19,6 +19,7 @@ Paper: nothing of Moon et al. is reproduced here; the workload is their recipe (
 """
 import argparse
 import json
+import math
 import os
 import random
 import statistics
@@ -37,14 +38,14 @@ from .model import BertConfig, BertModel
 from .runs import DEMO_VOCAB_SIZE, TINY_BERT
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
-from .train import TrainConfig, make_optimizer, predict_windows, prepare, train
+from .train import TrainConfig, get_lr, make_optimizer, predict_windows, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache")
+SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache", "finetune")
 
 
 @dataclass
@@ -520,6 +521,62 @@ def section_cache(ctx):
     return rows
 
 
+def section_finetune(ctx):
+    """The same recipe through both implementations, to compare F1 (not speed): train() for
+    --finetune-epochs on the training file, the best epoch chosen by dev F1, then test F1; and a
+    plain loop over BertForTokenClassification with the same seed, classifier init, batches in the
+    same order, AdamW (train.make_optimizer), lr schedule (train.get_lr), clipping and selection."""
+    a = ctx.args
+    cfg = run_config(ctx, "finetune", dev=[("en", str(ctx.paths["dev"]))], test=[("en", str(ctx.paths["test"]))],
+                     epochs=a.finetune_epochs)
+    label = f"fine-tuning {a.finetune_epochs} epochs, {len(ctx.train)} sentences: test F1 of the best-dev epoch"
+    print(f"ours: train() for {cfg.epochs} epochs ...", file=sys.stderr)
+    t = time.perf_counter()
+    ours = train(cfg)
+    ours_s = time.perf_counter() - t
+    peer_f1 = peer_s = peer_epoch_best = None
+    if ctx.peer:
+        torch.manual_seed(cfg.seed)  # exactly what train() does before building its model
+        random.seed(cfg.seed)
+        run = prepare(cfg, lambda *x: None)
+        peer = build_peer(ctx, run["model"])
+        windows, pad = run["train"], ctx.tok.pad_token_id
+        optimizer, gen = make_optimizer(peer, cfg), torch.Generator().manual_seed(cfg.seed)
+        total, step, best = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs, 0, (-1.0, None, 0)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        t = time.perf_counter()
+        for epoch in range(cfg.epochs):
+            print(f"peer epoch {epoch + 1} ...", file=sys.stderr)
+            peer.train()
+            for index in batch_indices([len(w.input_ids) for w in windows], cfg.batch_size, shuffle=True,
+                                       bucket=cfg.bucket, generator=gen):
+                for g in optimizer.param_groups:
+                    g["lr"] = get_lr(step, total, cfg)
+                peer_loss(peer, collate([windows[i] for i in index], pad, index).to(ctx.device)).backward()
+                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+            f1 = peer_f1_on(peer, run["dev"]["en"], run["labels"], ctx)
+            if f1 > best[0]:
+                best = (f1, {k: v.clone() for k, v in peer.state_dict().items()}, epoch + 1)
+        peer_s = time.perf_counter() - t
+        peer.load_state_dict(best[1])
+        peer_f1, peer_epoch_best = peer_f1_on(peer, run["test"]["en"], run["labels"], ctx), best[2]
+    return [Row(label, "test F1 (best dev epoch)", (100 * ours["test"]["en"], 0),
+                (100 * peer_f1, 0) if peer_f1 is not None else None, None, "A ≈ B"),
+            Row(label, "best epoch", (ours["best_epoch"], 0), (peer_epoch_best, 0) if peer_epoch_best else None),
+            Row(label, "wall seconds (training + dev evals)", (ours_s, 0), (peer_s, 0) if peer_s else None)]
+
+
+def peer_f1_on(peer, split, labels, ctx):
+    """The peer's conlleval F1 on (sentences, windows), one tag per word as train.evaluate does."""
+    sentences, windows = split
+    preds = peer_predict(peer, windows, ctx.tok.pad_token_id, ctx.device, torch.float32, ctx.args.eval_batch_size)
+    tags = [[labels[i] for i in s] for s in merge_predictions(windows, preds, sentences)]
+    return score([s.tags for s in sentences], tags).f1
+
+
 # ---------------------------------------------------------------------------------------------
 # the table and the command line
 
@@ -573,6 +630,8 @@ What the numbers mean
                     once, in a fresh process (mapped file pages count once they are read).
   epoch             one epoch with train() (bucketed batches, its defaults) vs run_ner's way (random
                     batches padded to the longest, fp32, Trainer's default fused AdamW), then dev F1.
+  finetune          F1, not speed: train() for --finetune-epochs vs a plain transformers loop with
+                    the same seed, batches, AdamW, schedule and dev-F1 selection; test F1 of each.
   cache             train() with #frz = --frz (default half the layers): time per epoch with
                     TrainConfig.cache_frozen on and off.
 """
@@ -610,6 +669,7 @@ def build_parser():
     p.add_argument("--warmup", type=int, default=2, help="untimed warm-up steps per side (default 2)")
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per side (default 5)")
     p.add_argument("--cache-epochs", type=int, default=2, help="epochs per run in the cache section")
+    p.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the finetune section (default 3)")
     p.add_argument("--checkpoint", choices=("mbert", "model"), default="mbert", help="memory section: a random "
                    "714 MB mBERT-shaped checkpoint (default) or the benchmarked model's own")
     p.add_argument("--no-peer", action="store_true", help="time minibert_ner only")
