@@ -24,6 +24,7 @@ EXPECTED = {  # section prefix -> measures it must print
     "1 training epoch": {"sentences/s", "dev F1 after the epoch"},
     "#frz=1 fp32": {"steps ≥ epoch 2, sentences/s"},
     "train() #frz=1": {"epoch 1 sentences/s", "epochs ≥ 2 sentences/s"},
+    "fine-tuning 1 epochs": {"test F1 (best dev epoch)", "best epoch", "wall seconds (training + dev evals)"},
 }
 
 
@@ -31,7 +32,7 @@ def tiny_argv(tmp_path, *extra):
     return ["--model", "random", "--train", str(SAMPLE / "train.txt"), "--dev", str(SAMPLE / "dev.txt"),
             "--test", str(SAMPLE / "test.txt"), "--max-sentences", "8", "--batch-size", "4", "--steps", "2",
             "--warmup", "1", "--repeats", "2", "--eval-batch-size", "8", "--checkpoint", "model",
-            "--threads", "2", "--json", str(tmp_path / "rows.json"), *extra]
+            "--threads", "2", "--finetune-epochs", "1", "--json", str(tmp_path / "rows.json"), *extra]
 
 
 def test_every_section_prints_its_rows(tmp_path, capsys):
