@@ -150,7 +150,7 @@ def configs_from_argv(argv, config_class):
         cfg.lr = cfg.lr if "--lr" in given else 1e-3
         cfg.epochs = cfg.epochs if "--epochs" in given else 8
     if left_out and not cfg.quiet:
-        print(f"zero-shot: leaving out the training files of {', '.join(left_out)}")
+        print(f"zero-shot: leaving out the training files of {', '.join(left_out)}", file=sys.stderr)
     seeds = a.seed
     if len(seeds) == 1:
         return [replace(cfg, seed=seeds[0])]
