@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 DOCSTART = "-DOCSTART-"

@@ -21,7 +21,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.distributed as dist
@@ -246,8 +246,7 @@ def prepare(cfg, log):
                                      cfg.max_len, cfg.overlap)
     # evaluation never needs a tag it cannot predict: unknown tags in dev/test are kept for the
     # scorer (they count as missed entities) but mapped to "O" for the windows' label ids
-    safe = lambda v: [type(s)(s.words, [t if t in labels else "O" for t in s.tags], s.lang, s.source,
-                              s.line) for s in v]
+    safe = lambda v: [replace(s, tags=[t if t in labels else "O" for t in s.tags]) for s in v]
     return dict(tok=tok, model=model, labels=labels, languages=languages,
                 train=enc(train_sentences), unlabeled=enc(unlabeled) if unlabeled else [],
                 dev={k: (v, enc(safe(v))) for k, v in dev_sets.items()},

@@ -246,7 +246,8 @@ def read_mlm_head(path):
     transform.dense.{weight,bias}, transform.LayerNorm.{weight,bias}, bias, and decoder.weight
     only when the file stores an untied decoder. An empty dict when the file has no MLM head.
     """
-    weights = _resolve(path, BertConfig())[0] if Path(path).is_dir() else Path(path)
+    path = Path(path)
+    weights = path / "model.safetensors" if path.is_dir() else path  # no config needed: names only
     header, _ = read_header(weights)
     keys = [k for k in header if canonical_name(k).startswith("cls.predictions.")]
     tensors = read_tensors(weights, set(keys))

@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import pytest
 
 from minibert_ner.bench import build_parser, main, print_table, Row
 

@@ -11,7 +11,6 @@
 
 # %%
 import math
-import os
 import sys
 from pathlib import Path
 

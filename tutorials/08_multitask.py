@@ -13,7 +13,6 @@
 # **Time:** 20 minutes to read; runs in a few seconds.
 
 # %%
-import os
 import sys
 import tempfile
 from pathlib import Path
