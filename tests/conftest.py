@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from minibert_ner.bench import minilm_folder as minilm_dir  # all-MiniLM-L6-v2, or None
+from minibert_ner.runs import minilm_folder as minilm_dir  # all-MiniLM-L6-v2, or None
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; MINIBERT_SHARED_DATA overrides it.

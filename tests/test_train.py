@@ -119,6 +119,23 @@ def test_frozen_prefix_cache_changes_nothing(tmp_path):
     assert torch.equal(a["bert.embeddings.word_embeddings.weight"], b["bert.embeddings.word_embeddings.weight"])
 
 
+def test_frozen_part_runs_only_in_the_first_epoch(tmp_path, monkeypatch):
+    """With the cache, training windows and dev sets alike pass through the frozen layers once:
+    a 3-epoch run computes the frozen prefix exactly as often as a 1-epoch run."""
+    calls = []
+    real = NERModel.frozen_prefix
+    monkeypatch.setattr(NERModel, "frozen_prefix", lambda self, *a: calls.append(1) or real(self, *a))
+    counts = {}
+    for epochs in (1, 3):
+        calls.clear()
+        train(config(tmp_path / f"e{epochs}", frz=1, epochs=epochs, test=[]))
+        counts[epochs] = len(calls)
+    assert counts[1] > 0 and counts[3] == counts[1], counts
+    calls.clear()
+    train(config(tmp_path / "off", frz=1, epochs=3, test=[], cache_frozen=False))
+    assert len(calls) == 3 * counts[1]  # without it: every epoch, every batch
+
+
 def test_bf16_autocast_on_cpu(tmp_path):
     cfg = config(tmp_path, precision="bf16", epochs=1, test=[])
     train(cfg)

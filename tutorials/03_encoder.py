@@ -37,7 +37,7 @@ torch.manual_seed(0)
 # weights) and `vocab.txt` (the tokenizer's pieces, chapter 1).
 
 # %%
-from minibert_ner.bench import minilm_folder as minilm_dir  # noqa: E402  (the package's model/ folder, or None)
+from minibert_ner.runs import minilm_folder as minilm_dir  # noqa: E402  (the package's model/ folder, or None)
 
 folder = minilm_dir()
 if folder is None:
