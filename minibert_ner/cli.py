@@ -96,6 +96,8 @@ def build_parser():
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto",
                    help="auto: bf16 (or fp16 + loss scaling) on a GPU, fp32 on CPU; bf16 also works on CPU")
     g.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    g.add_argument("--threads", type=int, default=0, help="CPU threads for PyTorch (default 0: PyTorch's "
+                   "choice, one per core); fewer leaves cores to other jobs on a shared machine")
     g.add_argument("--dropout", type=float, default=-1.0, help="override the model's dropout probability "
                    "(e.g. 0 to compare runs exactly); default: the checkpoint's (0.1 for BERT)")
     g.add_argument("--no-bucket", action="store_true", help="plain random batches instead of "
@@ -141,7 +143,8 @@ def configs_from_argv(argv, config_class):
         grad_accum=a.grad_accum, epochs=a.epochs, max_len=a.max_len, overlap=a.overlap, mask_p=a.mask_p,
         warmup=a.warmup, weight_decay=a.weight_decay, clip=a.clip, precision=a.precision, device=a.device,
         out=a.out, lowercase=a.lowercase, encoding=a.encoding, bucket=not a.no_bucket,
-        max_sentences=a.max_sentences, stop_after=a.stop_after, cache_frozen=not a.no_cache, cache_gb=a.cache_gb, dropout=a.dropout, resume=a.resume, quiet=a.quiet)
+        max_sentences=a.max_sentences, stop_after=a.stop_after, cache_frozen=not a.no_cache, cache_gb=a.cache_gb,
+        dropout=a.dropout, threads=a.threads, resume=a.resume, quiet=a.quiet)
     if a.batch_size % a.grad_accum:
         raise SystemExit(f"error: --batch-size {a.batch_size} is not a multiple of --grad-accum {a.grad_accum}")
     if demo and not a.model:

@@ -59,6 +59,7 @@ class TrainConfig:
     clip: float = 1.0
     precision: str = "auto"      # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
     device: str = "auto"
+    threads: int = 0             # CPU threads for PyTorch; 0 = its default (one per core)
     seed: int = 1
     out: str = "runs/demo"
     lowercase: bool = False      # True only for uncased vocabularies (e.g. MiniLM)
@@ -208,6 +209,8 @@ def train(cfg):
     quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     precision, dtype = resolve_precision(cfg, device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     random.seed(cfg.seed)
     run = prepare(cfg, log)

@@ -142,6 +142,18 @@ def test_bf16_autocast_on_cpu(tmp_path):
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history(cfg.out))
 
 
+def test_threads_option_sets_torch_threads(tmp_path):
+    before = torch.get_num_threads()
+    want = 2 if before == 1 else 1  # differs from the current setting, so the test can fail
+    (cfg,) = configs_from_argv(["--train", f"en={SAMPLE / 'en/train.txt'}", "--threads", str(want),
+                                "--out", str(tmp_path)], TrainConfig)
+    try:
+        train(replace(config(tmp_path), threads=cfg.threads, epochs=1, test=[]))
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 @pytest.mark.parametrize("precision", ["fp16", "bf16"])
