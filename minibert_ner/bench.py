@@ -196,6 +196,38 @@ def timed(device, fn):
 
 
 # ---------------------------------------------------------------------------------------------
+# FLOPs: what a step needs, and what the device can do
+
+
+def train_flops(config, lengths, frz, n_labels):
+    """Floating-point operations one training step needs for windows of these real lengths.
+
+    Per layer and window of t pieces, the forward pass multiplies 2·t·(4C² + 2CI) for the
+    Q, K, V and output projections and the feed-forward, and 2·2·t²·C for QKᵀ and the weighted
+    sum of values. A trained layer costs three forwards (its backward is two: gradients of the
+    inputs and of the weights); a frozen one (#frz) runs forward only. Padding is not counted:
+    padded positions are waste, not model FLOPs, so batching that pads less scores higher."""
+    C, I, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    frozen = max(frz, 0) if frz >= 0 else 0
+    total = 0
+    for t in lengths:
+        layer = 2 * t * (4 * C * C + 2 * C * I) + 4 * t * t * C
+        total += layer * (frozen + 3 * (L - frozen)) + 3 * 2 * t * C * n_labels  # + the classifier
+    return total
+
+
+def matmul_peak(device, dtype, repeats=10):
+    """The device's measured matrix-multiply rate in this precision, FLOP/s: the best of several
+    timed n×n products (n = 4096 on a GPU, 1024 on a CPU), the yardstick for FLOPs utilisation."""
+    n = 4096 if device.type == "cuda" else 1024
+    a = torch.randn(n, n, device=device).to(dtype)
+    b = torch.randn(n, n, device=device).to(dtype)
+    a @ b  # warm-up: kernel choice, thread pool
+    best = min(timed(device, lambda: a @ b) for _ in range(repeats))
+    return 2 * n ** 3 / best
+
+
+# ---------------------------------------------------------------------------------------------
 # the sections
 
 
@@ -251,6 +283,13 @@ def section_step(ctx, precision):
     label = f"train step {precision} ({a.batching}, B={a.batch_size}, frz={a.frz})"
     rows = rate_rows(ctx, label, times, {"real tokens/s": tokens,
                                          "sentences/s": sum(len(b.index) for b in batches)}, "≥ 1.0")
+    # model FLOPs utilisation: the FLOPs the step needs per second, against the measured peak
+    flops = sum(train_flops(ours.bert.config, b.attention_mask.sum(1).tolist(), a.frz, len(ctx.labels))
+                for b in batches)
+    peak = matmul_peak(ctx.device, dtype)
+    mfu = {k: med([100 * flops / t / peak for t in v]) for k, v in times.items()}
+    rows.append(Row(label, f"MFU, % of the {precision} matmul peak ({peak / 1e9:,.0f} GFLOP/s)", mfu["ours"],
+                    mfu.get("peer")))
     if peaks:
         rows.append(Row(label, "peak GPU MiB", (peaks["ours"], 0), (peaks["peer"], 0) if "peer" in peaks
                         else None, (peaks["ours"] / peaks["peer"], 0) if "peer" in peaks else None, "lower"))
@@ -612,6 +651,9 @@ What the numbers mean
   sentences/s       windows of <= --max-len pieces per second (a CoNLL sentence is one window).
   train step        forward + backward + clip + AdamW step, both sides with train.make_optimizer,
                     on identical batches (--batching) already on the device.
+  MFU               model FLOPs utilisation: the FLOPs a step needs (bench.train_flops: matmuls of
+                    real pieces only, frozen layers forward only) per second, in % of this
+                    device's measured matrix-multiply rate in the same precision (n×n products).
   inference         tagging the test file: ours as train/predict do it (predict_windows,
                     batches sorted by length, --eval-batch-size), the peer as run_ner evaluates
                     (file order, --peer-eval-batch-size, padded to the longest), argmax included.

@@ -8,14 +8,15 @@ import json
 from pathlib import Path
 
 
-from minibert_ner.bench import build_parser, main, print_table, Row
+from minibert_ner.bench import Row, build_parser, main, print_table, train_flops
+from minibert_ner.model import BertConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "en"
 HAS_PEER = importlib.util.find_spec("transformers") is not None
 
 EXPECTED = {  # section prefix -> measures it must print
-    "train step fp32": {"real tokens/s", "sentences/s"},
-    "train step bf16": {"real tokens/s", "sentences/s"},
+    "train step fp32": {"real tokens/s", "sentences/s", "MFU"},
+    "train step bf16": {"real tokens/s", "sentences/s", "MFU"},
     "inference fp32": {"real tokens/s", "sentences/s"},
     "tokenizer from scratch": {"words/s"},
     "tokenizer fast path": {"words/s"},
@@ -41,7 +42,7 @@ def test_every_section_prints_its_rows(tmp_path, capsys):
     for prefix, measures in EXPECTED.items():
         if prefix.startswith("inference bf16"):
             continue
-        found = {r.measure for r in rows if r.section.startswith(prefix)}
+        found = {r.measure.split(", %")[0] for r in rows if r.section.startswith(prefix)}
         assert measures <= found, f"section {prefix!r}: expected {measures}, printed {found}"
         assert any(line.startswith(prefix) for line in out.splitlines()), f"{prefix!r} missing from:\n{out}"
     for r in rows:
@@ -49,6 +50,8 @@ def test_every_section_prints_its_rows(tmp_path, capsys):
             assert cell is None or (cell[0] == cell[0] and cell[0] >= 0), f"bad number in {r}"
         if HAS_PEER and "cache" not in r.section and r.measure != "same tag as peer, % of words":
             assert r.b is not None, f"no peer measurement in {r}"
+    mfu = [r.a[0] for r in rows if r.measure.startswith("MFU")]
+    assert len(mfu) == 2 and all(0 < m < 100 for m in mfu), mfu  # FLOPs utilisation is a fraction
     # same weights and windows: at inference the two implementations tag every word alike
     agree = [r.a[0] for r in rows if r.measure == "same tag as peer, % of words"]
     assert agree == ([100.0, 100.0] if HAS_PEER else [])
@@ -58,7 +61,7 @@ def test_every_section_prints_its_rows(tmp_path, capsys):
 
 def test_without_peer_only_column_a_is_filled(tmp_path, capsys):
     rows = main(tiny_argv(tmp_path, "--section", "step", "--precision", "fp32", "--no-peer"))
-    assert {r.measure for r in rows} == {"real tokens/s", "sentences/s"}
+    assert {r.measure.split(", %")[0] for r in rows} == {"real tokens/s", "sentences/s", "MFU"}
     assert all(r.b is None and r.ratio is None and r.a[0] > 0 for r in rows)
     assert "transformers" in capsys.readouterr().out  # the header still names both columns
 
@@ -76,3 +79,13 @@ def test_table_aligns_columns(capsys):
     assert lines[2] == "s"
     assert "1,234 ±3%" in lines[3] and "1.23 ±1%" in lines[3] and "—" in lines[4]
     assert len({len(line) for line in (lines[0], lines[3], lines[4])}) == 1
+
+
+def test_train_flops_counts_matmuls_of_real_pieces():
+    cfg = BertConfig(hidden_size=4, intermediate_size=8, num_hidden_layers=3, num_attention_heads=2)
+    # one window of 2 pieces: per layer 2*2*(4*16 + 2*4*8) + 4*4*4 = 512 + 64 = 576 forward FLOPs;
+    # classifier 2*2*4*3 = 48 forward
+    assert train_flops(cfg, [2], -1, 3) == 3 * (3 * 576) + 3 * 48  # everything trained: 3 forwards
+    assert train_flops(cfg, [2], 0, 3) == 3 * (3 * 576) + 3 * 48  # frozen embeddings: no matmuls there
+    assert train_flops(cfg, [2], 2, 3) == 2 * 576 + 3 * 576 + 3 * 48  # 2 frozen layers: forward only
+    assert train_flops(cfg, [2, 2], 3, 3) == 2 * (3 * 576 + 3 * 48)  # windows add up
