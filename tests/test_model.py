@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from minibert_ner.model import BertConfig, BertModel
+from minibert_ner.model import BertConfig, BertModel, Unpadded
 
 transformers = pytest.importorskip("transformers")
 
@@ -71,7 +71,7 @@ def test_every_layer_matches_transformers(impl):
     for i, (a, b) in enumerate(zip(got, want)):
         d = max_diff_on_real(a, b, mask)
         assert d < 1e-5, f"layer {i}: max abs diff {d:.2e}"
-    torch.testing.assert_close(ours(ids, mask), got[-1], rtol=0, atol=0)
+    assert max_diff_on_real(ours(ids, mask), want[-1], mask) < 1e-5  # forward() runs packed: the same
 
 
 def test_sdpa_and_eager_agree_in_training_mode_without_dropout():
@@ -98,6 +98,36 @@ def test_padding_does_not_change_real_positions():
     mask = torch.cat([torch.ones(1, 6), torch.zeros(1, 10)], dim=1).long()
     with_pad = model(padded, mask)[:, :6]
     assert (alone - with_pad).abs().max() < 1e-5
+
+
+def test_unpadded_pack_and_unpack_are_inverse_on_real_pieces():
+    ids, mask = padded_batch(99, [4, 1, 3])
+    x = torch.randn(3, 4, 5)
+    packed = Unpadded(mask)
+    assert packed.pack(x).shape == (8, 5)  # 4 + 1 + 3 real pieces
+    back = packed.unpack(packed.pack(x))
+    torch.testing.assert_close(back[mask.bool()], x[mask.bool()], rtol=0, atol=0)
+    assert (back[~mask.bool()] == 0).all()
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_packed_layers_equal_the_padded_path_values_and_gradients(impl):
+    """forward() runs padded batches packed (real pieces only); hidden_states() runs them padded.
+    Same values at every real piece, zeros at the padding, and the same gradients."""
+    cfg = BertConfig(**dict(TINY, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0),
+                     attn_implementation=impl)
+    packed_model = BertModel(cfg).train()
+    padded_model = BertModel(cfg).train()
+    padded_model.load_state_dict(packed_model.state_dict())
+    ids, mask = padded_batch(99, [12, 5, 1, 9])
+    a, b = packed_model(ids, mask), padded_model.hidden_states(ids, mask)[-1]
+    assert max_diff_on_real(a, b, mask) < 1e-5
+    assert (a[~mask.bool()] == 0).all()
+    w = torch.randn(a.shape[-1])
+    (a[mask.bool()] @ w).sum().backward()
+    (b[mask.bool()] @ w).sum().backward()
+    for (n, p), q in zip(packed_model.named_parameters(), padded_model.parameters()):
+        assert (p.grad - q.grad).abs().max() < 1e-4, n
 
 
 def test_dropout_only_in_training_mode():
