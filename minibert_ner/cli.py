@@ -100,8 +100,9 @@ def build_parser():
                    "choice, one per core); fewer leaves cores to other jobs on a shared machine")
     g.add_argument("--dropout", type=float, default=-1.0, help="override the model's dropout probability "
                    "(e.g. 0 to compare runs exactly); default: the checkpoint's (0.1 for BERT)")
-    g.add_argument("--no-bucket", action="store_true", help="plain random batches instead of "
-                   "length-bucketed ones (bucketing pads less and is faster; languages stay mixed)")
+    g.add_argument("--bucket", action="store_true", help="length-bucketed batches instead of random ones: "
+                   "each batch holds windows of similar length (languages stay mixed). ~10%% faster "
+                   "on CPU, but ~1 F1 lower after one CoNLL epoch; random batches run packed anyway")
     g.add_argument("--no-cache", action="store_true", help="with --frz >= 0, do NOT reuse the frozen "
                    "layers' output across epochs (the cache changes nothing but speed)")
     g.add_argument("--cache-gb", type=float, default=4.0, help="memory budget of that cache (default 4)")
@@ -142,7 +143,7 @@ def configs_from_argv(argv, config_class):
         aux=a.aux.split("+") if a.aux else [], frz=a.frz, lr=a.lr, batch_size=a.batch_size,
         grad_accum=a.grad_accum, epochs=a.epochs, max_len=a.max_len, overlap=a.overlap, mask_p=a.mask_p,
         warmup=a.warmup, weight_decay=a.weight_decay, clip=a.clip, precision=a.precision, device=a.device,
-        out=a.out, lowercase=a.lowercase, encoding=a.encoding, bucket=not a.no_bucket,
+        out=a.out, lowercase=a.lowercase, encoding=a.encoding, bucket=a.bucket,
         max_sentences=a.max_sentences, stop_after=a.stop_after, cache_frozen=not a.no_cache, cache_gb=a.cache_gb,
         dropout=a.dropout, threads=a.threads, resume=a.resume, quiet=a.quiet)
     if a.batch_size % a.grad_accum:
