@@ -53,8 +53,10 @@ WIKIANN = ["ar", "zh", "ru"]
 # The #frz levels are per recipe: freeze = Tables 4-5, aux = Table 6's two columns, english = Table 7.
 SCALES = {
     "small": dict(epochs=3, seeds=[1, 2], lr=2e-4, batch_size=8, max_sentences=150, eval_sentences=300,
+                  bucket=True,  # as RESULTS.md's grid ran (train()'s default then)
                   tasks=["LI", "CL"], frz=dict(freeze=[-1, 0, 1, 3, 5, 6], aux=[-1, 3], english=[-1, 3, 6])),
     "paper": dict(epochs=20, seeds=[1, 2, 3, 4, 5], lr=5e-5, batch_size=32, max_sentences=0, eval_sentences=0,
+                  bucket=False,
                   tasks=["LI", "CL", "PC", "CL+LI", "PC+LI"],
                   frz=dict(freeze=[-1, 0, 3, 5, 7, 11, 12], aux=[-1, 8], english=[-1, 3, 6, 8, 12])),
 }
@@ -214,7 +216,8 @@ def common_argv(opts):
     """The knobs every run of a recipe shares (the rest are the train CLI's defaults)."""
     argv = ["--model", opts.model, "--epochs", str(opts.epochs), "--lr", str(opts.lr),
             "--batch-size", str(opts.batch_size)]
-    return argv + (["--max-sentences", str(opts.max_sentences)] if opts.max_sentences else [])
+    return argv + (["--max-sentences", str(opts.max_sentences)] if opts.max_sentences else []) \
+        + (["--bucket"] if opts.bucket else [])
 
 
 def run_argv(run, opts):
