@@ -12,8 +12,9 @@ train.make_optimizer, train.predict_windows, train.train) so the numbers are wha
 Ours and the peer alternate repeat by repeat (ours, peer, peer, ours, ...): a machine slowed by
 something else slows both alike, and each ratio is the median of the per-repeat ratios.
 
-Left out: multi-GPU, torch.compile, data-loader workers. Sentences are read and encoded once,
-before any clock starts, except in `epoch`/`cache`, which time train()'s epoch loop as it runs.
+Left out: multi-GPU, data-loader workers; torch.compile only with --compile. Sentences are read
+and encoded once, before any clock starts, except in `epoch`/`cache`, which time train()'s epoch
+loop as it runs.
 Paper: nothing of Moon et al. is reproduced here; the workload is their recipe (batch 32,
 64-piece windows, AdamW at 5e-5) on CoNLL-2003 English when ../shared/data has it.
 """
@@ -259,7 +260,11 @@ def section_step(ctx, precision):
     """Training steps on identical batches, both with train.make_optimizer: the models compared."""
     a, dtype, batches = ctx.args, DTYPES[precision], training_batches(ctx)
     ours = build_ours(ctx)
-    sides = {"ours": (ours, ours_loss, make_optimizer(ours, TrainConfig()))}
+    loss = ours_loss
+    if a.compile:  # dynamic shapes: every batch has its own length (compiled in the warm-up steps)
+        compiled = torch.compile(ours, dynamic=True)
+        loss = lambda m, b: ner_loss(compiled(b.input_ids, b.attention_mask), b.labels)  # noqa: E731
+    sides = {"ours": (ours, loss, make_optimizer(ours, TrainConfig()))}
     if ctx.peer:
         peer = build_peer(ctx, ours)
         sides["peer"] = (peer, peer_loss, make_optimizer(peer, TrainConfig()))
@@ -280,7 +285,7 @@ def section_step(ctx, precision):
         train_steps(*sides[name], warm, ctx.device, dtype)
     times = interleave(ctx, {n: job(n) for n in sides}, a.repeats, warmup=0)
     tokens = sum(int(b.attention_mask.sum()) for b in batches)
-    label = f"train step {precision} ({a.batching}, B={a.batch_size}, frz={a.frz})"
+    label = f"train step {precision} ({a.batching}, B={a.batch_size}, frz={a.frz}{', compiled' if a.compile else ''})"
     rows = rate_rows(ctx, label, times, {"real tokens/s": tokens,
                                          "sentences/s": sum(len(b.index) for b in batches)}, "≥ 1.0")
     # model FLOPs utilisation: the FLOPs the step needs per second, against the measured peak
@@ -707,6 +712,8 @@ def build_parser():
     p.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the finetune section (default 3)")
     p.add_argument("--checkpoint", choices=("mbert", "model"), default="mbert", help="memory section: a random "
                    "714 MB mBERT-shaped checkpoint (default) or the benchmarked model's own")
+    p.add_argument("--compile", action="store_true", help="step section: run our model through "
+                   "torch.compile(dynamic=True) (not train()'s default: on a 2-core CPU it was slower)")
     p.add_argument("--no-peer", action="store_true", help="time minibert_ner only")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", help="also write the rows to this JSON file")
