@@ -86,8 +86,11 @@ assert report.warnings == []
 # %% [markdown]
 # ## Step 4: the encoder is embeddings, then layers
 #
-# `BertModel.forward` is nothing more than this loop. Tokenize a sentence, add `[CLS]` and
-# `[SEP]`, and run it by hand. (MiniLM is *uncased*: its tokenizer lowercases first.)
+# `BertModel.forward` is this loop. Tokenize a sentence, add `[CLS]` and `[SEP]`, and run it by
+# hand. (MiniLM is *uncased*: its tokenizer lowercases first.) One difference: when a batch has
+# padding, `forward` runs the piece-by-piece parts of each layer on the real pieces only
+# (`model.Unpadded`), so it returns zeros at padded positions where our loop leaves values
+# that nobody reads.
 
 # %%
 tokenizer_config = folder / "tokenizer_config.json"  # Hugging Face's note of how the vocab was made
@@ -104,10 +107,12 @@ with torch.no_grad():
     keep = model.attention_keep_mask(attention_mask)  # (B, 1, 1, T), as in chapter 2
     for layer in model.encoder.layer:
         h = layer(h, keep)
-    hidden = model(input_ids, attention_mask)  # the library's forward
+    hidden = model(input_ids, attention_mask)  # the library's forward (packed)
 
 # %%
-torch.testing.assert_close(h, hidden, rtol=0, atol=0)  # same operations, same order: identical bits
+real = attention_mask.bool()  # (B, T)
+torch.testing.assert_close(hidden[real], h[real], rtol=0, atol=1e-5)  # same function, other float order
+assert (hidden[~real] == 0).all()  # and nothing computed for the padding
 assert tok.unk_token_id not in sum(batch, [])  # every word found in the vocab (cased text, uncased vocab: no)
 assert hidden.shape == (len(sentences), T, model.config.hidden_size)
 
