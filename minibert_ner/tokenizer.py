@@ -326,7 +326,11 @@ def train_vocab(words, vocab_size, path):
             known.add(token)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
+    # Written aside, then renamed in one step: under torchrun every process builds the same file
+    # at once, and a process reading it must never see it half written.
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
+    os.replace(tmp, path)
     return path
 
 
