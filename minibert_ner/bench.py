@@ -209,7 +209,7 @@ def train_flops(config, lengths, frz, n_labels):
     inputs and of the weights); a frozen one (#frz) runs forward only. Padding is not counted:
     padded positions are waste, not model FLOPs, so batching that pads less scores higher."""
     C, I, L = config.hidden_size, config.intermediate_size, config.num_hidden_layers
-    frozen = max(frz, 0) if frz >= 0 else 0
+    frozen = max(frz, 0)  # -1 (nothing frozen) and 0 (embeddings only: no matmuls) freeze no layer
     total = 0
     for t in lengths:
         layer = 2 * t * (4 * C * C + 2 * C * I) + 4 * t * t * C
@@ -285,7 +285,8 @@ def section_step(ctx, precision):
         train_steps(*sides[name], warm, ctx.device, dtype)
     times = interleave(ctx, {n: job(n) for n in sides}, a.repeats, warmup=0)
     tokens = sum(int(b.attention_mask.sum()) for b in batches)
-    label = f"train step {precision} ({a.batching}, B={a.batch_size}, frz={a.frz}{', compiled' if a.compile else ''})"
+    how = ", compiled" if a.compile else ""
+    label = f"train step {precision} ({a.batching}, B={a.batch_size}, frz={a.frz}{how})"
     rows = rate_rows(ctx, label, times, {"real tokens/s": tokens,
                                          "sentences/s": sum(len(b.index) for b in batches)}, "≥ 1.0")
     # model FLOPs utilisation: the FLOPs the step needs per second, against the measured peak

@@ -1,12 +1,12 @@
 """Several processes (torchrun): the few lines that make train.py data-parallel.
 
-    torchrun --nproc_per_node 4 -m minibert_ner.train --train en:eng.train ...
+    torchrun --nproc_per_node 4 -m minibert_ner.train --train en=eng.train ...
 
 PyTorch's DistributedDataParallel does the work: every process holds the whole model, takes a
 share of each global batch, and gradients are all-reduced during backward. What is here is
 the bookkeeping around it: who am I (rank), how many are we (world), which device is mine, and
-agreeing on decisions every process must take together. Alone (no torchrun) every function
-answers as the single process 0 of 1, so train.py has one code path.
+agreeing on decisions every process must take together. Alone (no torchrun, no process group)
+every function answers as the single process 0 of 1, so train.py has one code path.
 
 Left out: model/tensor parallelism, elastic restarts. Paper: not in the paper (one GPU suffices
 for mBERT at batch 32); it only makes the same recipe faster.
@@ -35,34 +35,35 @@ def rank_and_world():
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
 
 
-def all_finite(loss, world):
+def all_finite(loss):
     """Is the loss finite in every process? (They must agree, or one would skip an all-reduce.)"""
     ok = torch.isfinite(loss.detach()).float()
-    if world > 1:
+    if dist.is_initialized():
         dist.all_reduce(ok, op=dist.ReduceOp.MIN)
     return bool(ok.item())
 
 
-def sum_over_processes(value, world):
+def sum_over_processes(value):
     """A Python number summed over every process (itself when alone)."""
-    if world == 1:
+    if not dist.is_initialized():
         return value
     t = torch.tensor(float(value))
     dist.all_reduce(t)
     return t.item()
 
 
-def gather_dicts(part, world):
+def gather_dicts(part):
     """Merge one dict per process into one dict, in every process."""
-    if world == 1:
+    if not dist.is_initialized():
         return part
-    parts = [None] * world
+    parts = [None] * dist.get_world_size()
     dist.all_gather_object(parts, part)
     return {k: v for p in parts for k, v in p.items()}
 
 
-def barrier(world):
-    if world > 1:
+def barrier():
+    """Wait until every process gets here."""
+    if dist.is_initialized():
         dist.barrier()
 
 

@@ -144,9 +144,8 @@ class PrefixCache:
     keep it (up to a memory budget), and later epochs run only the layers above the boundary.
     The training windows and each dev set are cached alike, told apart by a name ("train",
     "dev-en", ...) and the window's index (`batch.index`).
-    Cached rows are stored without padding and zero-padded when a batch is assembled: padded
-    positions are masked out as attention keys and ignored by the loss, so what they hold does not
-    change any real position's result (up to float summation order in the fused kernels)."""
+    Cached rows are stored without padding and zero-padded when a batch is assembled, as the
+    encoder itself returns them (padded positions are never computed: see model.Unpadded)."""
 
     def __init__(self, budget_gb):
         self.rows, self.budget, self.used = {}, budget_gb * 2**30, 0

@@ -162,7 +162,7 @@ def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=Non
             pred = model.predict(batch.input_ids, batch.attention_mask, prefix).cpu()
         for row, i in zip(pred, index):
             out[i] = row[: len(windows[i].input_ids)].tolist()
-    out = gather_dicts(out, world)
+    out = gather_dicts(out)
     return [out[i] for i in range(len(windows))]
 
 
@@ -279,7 +279,7 @@ def train(cfg):
                         ai = aux_order.pop()
                         ab = collate([aux_windows[i] for i in ai], tok.pad_token_id, ai).to(device)
                         loss = loss + sum(aux_losses(model, ab, cfg, tok, mask_gen).values()) / len(group)
-                    finite = all_finite(loss, world)
+                    finite = all_finite(loss)
                     if not finite:
                         break
                     scaler.scale(loss).backward()
@@ -303,7 +303,7 @@ def train(cfg):
             optimizer.zero_grad(set_to_none=True)
             state["step"] += 1
             seen += len(batch_index)
-            running += sum_over_processes(step_loss, world)  # the global batch's loss, not this share's
+            running += sum_over_processes(step_loss)  # the global batch's loss, not this share's
             if not quiet and (s % 20 == 0 or s == steps_per_epoch - 1):
                 rate = seen / (time.time() - t0)
                 eta = (steps_per_epoch - s - 1) * (time.time() - t0) / (s + 1)
@@ -334,7 +334,7 @@ def train(cfg):
             save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best=is_best,
                      aux_gen=aux_gen)
             write_log(cfg.out, record, state["history"], run["dev"].keys(), state["best_epoch"])
-        barrier(world)  # the others wait until rank 0 has written the checkpoint
+        barrier()  # the others wait until rank 0 has written the checkpoint
         if cfg.stop_after and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
             log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             return dict(stopped=True, **state)
