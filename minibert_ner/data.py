@@ -22,7 +22,7 @@ import urllib.error
 import urllib.request
 import warnings
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 DOCSTART = "-DOCSTART-"
@@ -30,6 +30,19 @@ SCHEMES = ("IOB1", "IOB2")
 # CoNLL file stems name their language with three letters; everything else uses ISO 639-1.
 _LANG_BY_STEM = {"eng": "en", "deu": "de", "esp": "es", "ned": "nl"}
 _TAG = re.compile(r"O|[BI]-\S+")  # "O", or B-/I- followed by a non-empty type
+
+
+def shared_data_dir() -> Path:
+    """Where the real corpora live: $MINIBERT_SHARED_DATA, else ../shared/data beside the checkout.
+
+    The one place that knows it (tests, tutorials, bench and experiments ask here); it may not exist."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("MINIBERT_SHARED_DATA", default))
+
+
+def mbert_vocab_path() -> Path:
+    """mBERT's cased vocab.txt inside the shared data (it may not exist)."""
+    return shared_data_dir() / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
 
 
 class DataError(ValueError):
@@ -205,6 +218,13 @@ def build_label_list(sentences: list[Sentence]) -> list[str]:
     """
     types = {_entity_type(tag) for sentence in sentences for tag in sentence.tags} - {""}
     return ["O"] + sorted(prefix + "-" + name for name in types for prefix in "BI")
+
+
+def unknown_tags_to_o(sentences: list[Sentence], labels: list[str]) -> list[Sentence]:
+    """Copies whose tags outside `labels` read "O": evaluation windows need a label id for every
+    word; the scorer still sees the original tags, so such entities count as missed."""
+    known = set(labels)
+    return [replace(s, tags=[t if t in known else "O" for t in s.tags]) for s in sentences]
 
 
 def check_labels(sentences: list[Sentence], labels: list[str], strict: bool = True) -> int:

@@ -32,10 +32,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .cli import configs_from_argv
-from .data import read_conll
-from .runs import TINY_BERT, _jsonable, minilm_folder, svg_plot
+from .data import read_conll, shared_data_dir
+from .runs import TINY_BERT, _jsonable, minilm_folder, read_log, svg_plot
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"  # ../shared/data beside the checkout
 CONLL = {  # lang: (train, dev, test) under --data. German: the original deu.train is not public,
     # so training reads the derived IOB2 copy (the reader converts it to IOB1); dev/test are original.
     "en": ("conll2003/en/eng.train", "conll2003/en/eng.testa", "conll2003/en/eng.testb"),
@@ -294,16 +293,12 @@ def format_table(table, columns, title, paper=None):
     return "\n".join(lines)
 
 
-def read_history(folder):
-    return [json.loads(line) for line in (Path(folder) / "log.jsonl").read_text().splitlines()]
-
-
 def plot_over_epochs(curves, title):
     """{label: [run folders]} -> (SVG of the mean dev F1 over epochs, one line per label, and
     {label: [mean dev F1 (%) per epoch]} for the summary)."""
     history = {}
     for label, folders in curves.items():
-        per_seed = [[r["dev"] for r in read_history(f)] for f in folders]
+        per_seed = [[r["dev"] for r in read_log(f)] for f in folders]
         for e in range(min(map(len, per_seed))):  # epochs every seed reached
             f1s = [next(iter(devs[e].values()))["f1"] for devs in per_seed]  # the run's one dev set
             history.setdefault(e + 1, {})[label] = {"f1": statistics.mean(f1s)}
@@ -342,7 +337,7 @@ def fertility(opts):
     cased vocab and the model's; and the share of words that contain [UNK], which fertility hides
     (a word the vocab cannot spell is one [UNK] piece: fertility 1, information 0)."""
     from .runs import says_lowercase
-    from .tokenizer import WordPieceTokenizer, measure_fertility, read_sentences
+    from .tokenizer import WordPieceTokenizer, measure_fertility
     vocabs = {"mBERT cased": (Path(opts.data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
     if opts.model:
         folder = Path(opts.model)
@@ -353,7 +348,7 @@ def fertility(opts):
     for label, (vocab, lowercase) in vocabs.items():
         tok = WordPieceTokenizer.from_file(vocab, lowercase=lowercase)
         for lang in langs:
-            sentences = [words for _, words in read_sentences(find_split(opts.data, lang, 2))]
+            sentences = [s.words for s in read_conll(find_split(opts.data, lang, 2), lang)]
             words, pieces = measure_fertility(tok, sentences)
             table.setdefault(label, {})[lang] = pieces / words
             unk.setdefault(label, {})[lang] = count_unk_words(tok, sentences) / words
@@ -397,7 +392,7 @@ def build_parser():
                    "subsampled data, few epochs, 2 seeds; paper: mBERT on a GPU, full data, 20 epochs, 5 seeds")
     p.add_argument("--model", help="model folder (small default: all-MiniLM-L6-v2; paper: mBERT cased "
                    "as safetensors, required); \"\" = the random demo BERT")
-    p.add_argument("--data", default=str(DATA), help=f"the data folder (default {DATA})")
+    p.add_argument("--data", default=str(shared_data_dir()), help=f"the data folder (default {shared_data_dir()})")
     p.add_argument("--seeds", type=int, nargs="+", help="override the scale's seeds")
     p.add_argument("--out", help="where the runs go (default runs/experiments-SCALE)")
     p.add_argument("--results", help="where the summary JSON and SVG plots go (default: --out)")

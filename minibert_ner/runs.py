@@ -210,6 +210,11 @@ def load_ner_model(folder, device="cpu"):
 # log, plot, seeds
 
 
+def read_log(out):
+    """RUN/log.jsonl as a list of records, one per epoch."""
+    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+
+
 def write_log(out, record, history, languages, best_epoch):
     """Append the epoch's record to RUN/log.jsonl and redraw RUN/dev_f1.svg."""
     out = Path(out)

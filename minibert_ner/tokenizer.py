@@ -337,28 +337,6 @@ def train_vocab(words, vocab_size, path):
 # ---------------------------------------------------------------------------------------------
 # Command line: tokenize a string, or measure fertility on CoNLL / WikiANN files.
 
-def read_sentences(path):
-    """(1-based line of first word, words) per sentence of a CoNLL/WikiANN file; the word is column 1.
-
-    Just enough for fertility and the parity tests; the full reader with tags is minibert_ner.data.
-    """
-    sentences, words, first_line = [], [], 0
-    with open(path, encoding="utf-8") as f:
-        for line_number, line in enumerate(f, start=1):
-            columns = line.split()
-            if not columns:  # a blank (or whitespace-only, e.g. "\r") line ends a sentence
-                if words:
-                    sentences.append((first_line, words))
-                words = []
-            elif columns[0] != "-DOCSTART-":
-                if not words:
-                    first_line = line_number
-                words.append(columns[0])
-    if words:
-        sentences.append((first_line, words))
-    return sentences
-
-
 def measure_fertility(tokenizer, sentences, label="", batch_size=2000):
     """(words, pieces) over sentences; progress on stderr for big files."""
     n_words = n_pieces = 0
@@ -387,12 +365,8 @@ def print_steps(tokenizer, text):
         print(f"{name:<28} {value!r}")
 
 
-def default_vocab_path():
-    shared = Path(os.environ.get("MINIBERT_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
-    return shared / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
-
-
 def main(argv=None):
+    from .data import mbert_vocab_path, read_conll  # the command line only: the tokenizer stands alone
     parser = argparse.ArgumentParser(
         prog="python -m minibert_ner.tokenizer",
         description="Split text into mBERT wordpieces, or measure WordPiece fertility:\n"
@@ -406,13 +380,13 @@ def main(argv=None):
     parser.add_argument("text", nargs="?", help="text to tokenize; its pieces are printed one line")
     parser.add_argument("--fertility", nargs="+", metavar="FILE", help="CoNLL or WikiANN files to measure")
     parser.add_argument("--vocab", type=Path, default=None,
-                        help=f"vocab.txt (default: {default_vocab_path()} if it exists)")
+                        help=f"vocab.txt (default: {mbert_vocab_path()} if it exists)")
     parser.add_argument("--lowercase", action="store_true", help="lowercase and strip accents (uncased vocabs)")
     parser.add_argument("--steps", action="store_true", help="with TEXT: print the output of every step")
     args = parser.parse_args(argv)
     if args.text is None and not args.fertility:
         parser.error("give TEXT to tokenize or --fertility FILE...")
-    vocab_path = args.vocab or default_vocab_path()
+    vocab_path = args.vocab or mbert_vocab_path()
     if args.vocab is None and not vocab_path.is_file():
         parser.error(f"no vocab at {vocab_path}; pass --vocab PATH/vocab.txt")
     try:
@@ -426,7 +400,7 @@ def main(argv=None):
     if args.fertility:
         print(f"{'file':<40} {'words':>10} {'pieces':>10} {'pieces/word':>12}")
         for path in args.fertility:
-            sentences = [words for _, words in read_sentences(path)]
+            sentences = [s.words for s in read_conll(path, lang="xx")]
             n_words, n_pieces = measure_fertility(tokenizer, sentences, label=str(path))
             ratio = n_pieces / n_words if n_words else float("nan")
             print(f"{str(path):<40} {n_words:>10} {n_pieces:>10} {ratio:>12.3f}")

@@ -20,12 +20,12 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from .data import build_label_list, check_labels, read_conll, read_text
+from .data import build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
 from .distributed import all_finite, barrier, gather_dicts, rank_and_world, setup_distributed, shutdown, \
     sum_over_processes
 from .heads import PrefixCache, cloze_loss, ner_loss
@@ -198,7 +198,7 @@ def prepare(cfg, log):
                                      cfg.max_len, cfg.overlap)
     # evaluation never needs a tag it cannot predict: unknown tags in dev/test are kept for the
     # scorer (they count as missed entities) but mapped to "O" for the windows' label ids
-    safe = lambda v: [replace(s, tags=[t if t in labels else "O" for t in s.tags]) for s in v]
+    safe = lambda v: unknown_tags_to_o(v, labels)
     return dict(tok=tok, model=model, labels=labels, languages=languages,
                 train=enc(train_sentences), unlabeled=enc(unlabeled) if unlabeled else [],
                 dev={k: (v, enc(safe(v))) for k, v in dev_sets.items()},

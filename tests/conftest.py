@@ -2,17 +2,17 @@
 
 Tests that need them skip with a reason when they are absent, so the suite passes on any machine.
 """
-import os
 from pathlib import Path
 
 import pytest
 
+from minibert_ner.data import mbert_vocab_path, shared_data_dir
 from minibert_ner.runs import minilm_folder as minilm_dir  # all-MiniLM-L6-v2, or None
 
 REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; MINIBERT_SHARED_DATA overrides it.
-SHARED_DATA = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
-MBERT_CASED_VOCAB = SHARED_DATA / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
+SHARED_DATA = shared_data_dir()
+MBERT_CASED_VOCAB = mbert_vocab_path()
 
 
 @pytest.fixture

@@ -21,7 +21,9 @@ from pathlib import Path
 # The repository root, whether this runs as a script or cell by cell in a notebook opened in tutorials/.
 REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 sys.path.insert(0, str(REPO))  # use this checkout of the library (not needed after `pip install -e .`)
-SHARED = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
+from minibert_ner.data import mbert_vocab_path, shared_data_dir  # noqa: E402
+
+SHARED = shared_data_dir()  # ../shared/data, or $MINIBERT_SHARED_DATA
 TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: smaller everything
 WORK = tempfile.TemporaryDirectory()  # every file we write goes here; deleted when Python exits
 
@@ -99,7 +101,7 @@ assert small.tokenize_fast("unaffable, KÃ¶ln!") == small.tokenize("unaffable, KÃ
 from minibert_ner.data import read_conll
 from minibert_ner.tokenizer import train_vocab
 
-MBERT = SHARED / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
+MBERT = mbert_vocab_path()
 N = 300 if TINY else 3000  # sentences per language
 if MBERT.exists():
     tok = WordPieceTokenizer.from_file(MBERT)

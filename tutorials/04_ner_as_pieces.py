@@ -10,21 +10,22 @@
 # **Time:** 20 minutes to read; runs in a couple of seconds.
 
 # %%
-import os
 import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.cwd().parent
 sys.path.insert(0, str(REPO))  # use this checkout of the library (not needed after `pip install -e .`)
-SHARED = Path(os.environ.get("MINIBERT_SHARED_DATA", REPO.parent / "shared" / "data"))
 WORK = tempfile.TemporaryDirectory()  # every file we write goes here; deleted when Python exits
-from minibert_ner.data import Sentence, iob1_to_iob2, iob2_to_iob1, read_conll  # noqa: E402
+from minibert_ner.data import (Sentence, iob1_to_iob2, iob2_to_iob1, mbert_vocab_path,  # noqa: E402
+                               read_conll, shared_data_dir)
+
 from minibert_ner.scoring import get_chunks, score  # noqa: E402
 from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab  # noqa: E402
 from minibert_ner.windows import IGNORE_INDEX, encode_sentences, merge_predictions, split_windows  # noqa: E402
 
-MBERT = SHARED / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"
+SHARED = shared_data_dir()  # ../shared/data, or $MINIBERT_SHARED_DATA
+MBERT = mbert_vocab_path()
 SAMPLE = REPO / "data" / "sample"
 if MBERT.exists():
     tok = WordPieceTokenizer.from_file(MBERT)
