@@ -21,10 +21,10 @@ the end of its sentence is an error naming file and line, never repaired.
 Arabic: the CoNLL-2012 script (skeleton2conll.py) writes each Arabic word as four fields joined
 by "#": the treebank token (Arabic script, vocalized, clitics split off and marked with "-", e.g.
 `وَ-`), then the lemma, the unvocalized and the vocalized form from OntoNotes' .lemma files.
-We keep the first field, the token as the treebank writes it: mBERT cuts such vocalized tokens
-into ~7 pieces (each short-vowel mark breaks a piece), which matches the paper's Arabic
-fertility of 7.42, where plain Arabic script gives ~2. `arabic="plain"` also drops the
-short-vowel marks (U+064B-U+0652) and the clitic hyphens, for comparison.
+We keep the first field, the token as the treebank writes it. Each short-vowel mark breaks a
+word piece (mBERT: الحُكُومَةُ is 9 pieces, الحكومة one), the likely reason for the paper's
+Arabic fertility of 7.42 where plain Arabic script gives ~2 (WikiANN). `arabic="plain"` also
+drops the short-vowel marks (U+064B-U+0652) and the clitic hyphens, for comparison.
 
 What it leaves out: the other layers (parse, senses, predicates, coreference), document ids in
 the output, and choosing files: `find_conll_files` takes every `*gold_conll` file under a folder
@@ -47,15 +47,17 @@ WORD, NAMES = 3, 10             # the word and named-entity columns (0-based)
 MIN_COLUMNS = 12                # up to the named entities, plus the coreference column
 # One cell of the named-entity column: an optional "(TYPE", an optional "*", an optional ")".
 _CELL = re.compile(r"(?:\((?P<open>[^()*\s]+))?(?P<star>\*?)(?P<close>\)?)")
-_LANGUAGE_FOLDERS = {"english": "en", "chinese": "zh", "arabic": "ar"}  # .../data/english/annotations/...
+LANGUAGES = {"en": "english", "zh": "chinese", "ar": "arabic"}  # code -> folder: data/english/annotations/...
+SPLITS = ("train", "development", "test")
 _ARABIC_MARKS = re.compile("[\u064b-\u0652]")  # tanwin, fatha, damma, kasra, shadda, sukun
 
 
 def infer_language(path) -> str:
     """en/zh/ar from the CoNLL-2012 folder layout (data/english/...), else from the name as data does."""
     for part in Path(path).parts:
-        if part in _LANGUAGE_FOLDERS:
-            return _LANGUAGE_FOLDERS[part]
+        for code, folder in LANGUAGES.items():
+            if part == folder:
+                return code
     return infer_lang(path)
 
 
@@ -165,6 +167,23 @@ def find_conll_files(path) -> list[Path]:
         raise DataError(f"{path}:0: no *gold_conll files under this folder; point at "
                         f"conll-2012/v4/data/<split>/data/<language> after skeleton2conll.sh")
     return found
+
+
+def conll2012_folder(root, lang, split) -> Path:
+    """Where the CoNLL-2012 tree keeps a language's split (0 train, 1 development, 2 test):
+    root/<split>/data/<language>, root being conll-2012/v4/data."""
+    return Path(root) / SPLITS[split] / "data" / LANGUAGES[lang]
+
+
+def missing_folders(root, langs) -> list[Path]:
+    """The CoNLL-2012 folders (every split of `langs`) that are not under root."""
+    folders = [conll2012_folder(root, lang, split) for split in range(3) for lang in langs]
+    return [folder for folder in folders if not folder.is_dir()]
+
+
+HOW_TO_GET = ("OntoNotes 5.0 is licensed (LDC2013T19) and not shipped here: get it from the LDC, build the "
+              "*_gold_conll files with the CoNLL-2012 scripts (skeleton2conll.sh over the train, development "
+              "and test-key skeletons), and pass their conll-2012/v4/data folder")
 
 
 def convert(files, out_path, lang=None, arabic="vocalized") -> list[Sentence]:
