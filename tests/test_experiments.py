@@ -1,7 +1,8 @@
-"""Recipes build the runs the paper describes, as train-CLI configs; one recipe runs end to end.
+"""Recipes build the runs the paper's tables describe, as train-CLI configs; recipes run end to end.
 
 Dry-run tests read the bundled sample (data/sample, same layout per language) and, where the
 real corpora matter (German's derived training file), ../shared/data through the fixture.
+OntoNotes is licensed: its recipe runs on the invented CoNLL-2012 samples of test_ontonotes.
 """
 import json
 from dataclasses import replace
@@ -11,7 +12,9 @@ import pytest
 
 from minibert_ner import experiments
 from minibert_ner.cli import configs_from_argv
-from minibert_ner.train import TrainConfig, train
+from minibert_ner.data import shared_data_dir
+from minibert_ner.train import train
+from test_ontonotes import ARABIC, CHINESE, ENGLISH
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 
@@ -19,24 +22,28 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 def build(recipe, tmp_path, *extra, data=SAMPLE, n_layers=6):
     """(runs, {run name: [TrainConfig per seed]}) of a recipe, as main() would build them."""
     opts = experiments.parse_options([recipe, "--model", "", "--data", str(data), "--out", str(tmp_path), *extra])
-    files = experiments.Files(opts.data, opts.out, opts.eval_sentences, opts.max_sentences)
-    runs = experiments.build_runs(recipe, files, opts, n_layers)
-    return runs, {r.name: configs_from_argv(experiments.run_argv(r, opts), TrainConfig) for r in runs}
+    files = experiments.Files(opts)
+    runs = experiments.build_runs(opts.recipe, files, opts, n_layers)
+    files.write()  # the dev/test subsamples and raw target text the configs point at
+    return runs, {r.name: configs_from_argv(experiments.run_argv(r, opts)) for r in runs}
 
 
 def langs(items):
     return sorted(lang for lang, _ in items)
 
 
-def test_table3_leaves_out_exactly_the_target(tmp_path):
+def test_table3_has_every_row_of_the_paper_and_leaves_out_the_target(tmp_path):
     runs, configs = build("table3", tmp_path)
-    assert [r.name for r in runs] == ["zs-de", "zs-en", "zs-es", "zs-nl"]
+    assert list(dict.fromkeys(r.row for r in runs)) == \
+        ["BERT-SL^Eng 0-shot", "BERT-ML^3 0-shot", "LI", "CL", "CL+LI", "PC", "PC+LI"]
     for run in runs:
-        target = run.name[3:]
         for cfg in configs[run.name]:
-            assert langs(cfg.train) == sorted({"de", "en", "es", "nl"} - {target})
-            assert langs(cfg.dev) == langs(cfg.test) == [target] and cfg.target == [target]
-            assert cfg.frz == -1 and cfg.aux == [] and cfg.unlabeled == []
+            target = cfg.target[0]
+            assert langs(cfg.dev) == langs(cfg.test) == [target] and cfg.frz == -1
+            expected = ["en"] if run.key == "en-only" else sorted({"de", "en", "es", "nl"} - {target})
+            assert langs(cfg.train) == expected  # the target's own training file is never in the command
+            assert cfg.aux == ([] if run.key in ("ML", "en-only") else run.key.split("+"))
+    assert "en-zs-en" not in configs  # English-only training has no English zero-shot cell
     # the scale's seeds, each in its own folder
     assert [c.seed for c in configs["zs-de"]] == [1, 2]
     assert [Path(c.out).name for c in configs["zs-de"]] == ["seed-1", "seed-2"]
@@ -52,39 +59,48 @@ def test_table1_single_language_and_joint_runs(tmp_path):
     assert {r.row for r in runs} == {"BERT-SL", "BERT-ML"}
 
 
-def test_small_scale_settings_reach_the_config(tmp_path):
+def test_small_scale_settings_and_precision_reach_the_config(tmp_path):
     _, configs = build("table3", tmp_path)
     small = experiments.SCALES["small"]
     cfg = configs["zs-nl"][0]
-    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.max_sentences) == \
-        (small["epochs"], small["lr"], small["batch_size"], small["max_sentences"])
-    _, configs = build("table3", tmp_path, "--eval-sentences", "5")
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.max_sentences, cfg.precision) == \
+        (small["epochs"], small["lr"], small["batch_size"], small["max_sentences"], "fp32")
+    _, configs = build("table3", tmp_path, "--eval-sentences", "5", "--rows", "ML")
     dev = configs["zs-nl"][0].dev[0][1]  # a subsampled copy: the first 5 sentences
     assert [s.words for s in experiments.read_conll(dev, "nl")] == \
         [s.words for s in experiments.read_conll(SAMPLE / "nl" / "dev.txt", "nl")[:5]]
 
 
-def test_freeze_levels_are_capped_at_the_layer_count():
-    assert experiments.freeze_levels([-1, 0, 3, 5, 7, 11, 12], 6) == [-1, 0, 3, 5, 6]
-    assert experiments.freeze_levels([-1, 0, 3, 5, 7, 11, 12], 12) == [-1, 0, 3, 5, 7, 11, 12]
+@pytest.mark.parametrize("n_layers, expected", [
+    (12, [-1, 0, 1, 3, 5, 7, 8, 9, 11, 12]),  # mBERT: the paper's levels as they are
+    (6, [-1, 0, 1, 2, 3, 4, 4, 5, 5, 6]),     # MiniLM: half, rounded up; 11 keeps one layer trainable
+    (2, [-1, 0, 1, 1, 1, 1, 1, 1, 1, 2]),     # the demo BERT: only "none", "embeddings", "one", "all"
+    (24, [-1, 0, 2, 6, 10, 14, 16, 18, 22, 24]),
+])
+def test_scale_frz_keeps_the_share_of_frozen_layers(n_layers, expected):
+    assert [experiments.scale_frz(k, n_layers) for k in [-1, 0, 1, 3, 5, 7, 8, 9, 11, 12]] == expected
 
 
-def test_freeze_sweep_small_scale_is_minilms_levels(tmp_path):
+def test_freeze_sweep_is_figure3_scaled_to_the_model(tmp_path):
     runs, configs = build("freeze", tmp_path, "--targets", "de")
-    assert [configs[r.name][0].frz for r in runs] == [-1, 0, 1, 3, 5, 6]
+    assert [configs[r.name][0].frz for r in runs] == [-1, 0, 1, 2, 3, 4, 5, 6]  # every level of 6 layers
     assert runs[0].name == "zs-de"  # #frz -1 is table3's run: same folder, trained once
-    _, configs = build("freeze", tmp_path, "--targets", "de", "--scale", "paper", n_layers=6)
-    assert [c[0].frz for c in configs.values()] == [-1, 0, 3, 5, 6]  # 7, 11, 12 capped at 6
-    assert len(configs["zs-de"]) == 5  # the paper's 5 seeds
+    _, configs = build("freeze", tmp_path, "--targets", "de", "--scale", "paper", n_layers=12)
+    assert [c[0].frz for c in configs.values()] == [-1, 0, 1, 3, 5, 7, 9, 11, 12]
+    assert len(configs["zs-de"]) == 5 and configs["zs-de"][0].precision == "bf16"  # the paper's 5 seeds
+    _, configs = build("freeze", tmp_path, "--targets", "de", "--frz", "-1", "3", "9")  # this model's own levels
+    assert [c[0].frz for c in configs.values()] == [-1, 3, 6]
 
 
-def test_aux_runs_read_the_targets_training_text_without_tags(tmp_path):
-    runs, configs = build("aux", tmp_path, "--targets", "es", "--tasks", "CL+LI")
+def test_table6_has_six_rows_at_frz_minus_1_and_8(tmp_path):
+    runs, configs = build("aux", tmp_path, "--targets", "es", n_layers=12)
+    assert [r.row for r in runs] == [f"{t} #frz {k}" for t in ["ML", "LI", "CL", "CL+LI", "PC", "PC+LI"]
+                                     for k in (-1, 8)]
+    runs, configs = build("aux", tmp_path, "--targets", "es")  # 6 layers: the paper's 8 of 12 is 4
     by_row = {r.row: configs[r.name][0] for r in runs}
-    assert sorted(by_row) == ["CL+LI #frz -1", "CL+LI #frz 3", "ML #frz -1", "ML #frz 3"]
-    assert by_row["ML #frz 3"].aux == [] and by_row["ML #frz 3"].frz == 3
-    cfg = by_row["CL+LI #frz 3"]
-    assert cfg.aux == ["CL", "LI"] and cfg.frz == 3 and langs(cfg.train) == ["de", "en", "nl"]
+    assert by_row["ML #frz 4"].aux == [] and by_row["ML #frz 4"].frz == 4
+    cfg = by_row["CL+LI #frz 4"]
+    assert cfg.aux == ["CL", "LI"] and langs(cfg.train) == ["de", "en", "nl"]
     (lang, path), = cfg.unlabeled
     lines = Path(path).read_text(encoding="utf-8").splitlines()
     first = experiments.read_conll(SAMPLE / "es" / "train.txt", "es")[0]
@@ -92,30 +108,42 @@ def test_aux_runs_read_the_targets_training_text_without_tags(tmp_path):
     assert len(lines) == experiments.SCALES["small"]["max_sentences"]
 
 
-def test_english_only_trains_on_english(tmp_path):
-    runs, configs = build("english", tmp_path)
-    assert {langs(c[0].train)[0] for c in configs.values()} == {"en"}
-    assert {c[0].target[0] for c in configs.values()} == {"de", "es", "nl"}
-    assert sorted({c[0].frz for c in configs.values()}) == [-1, 3, 6]
+def test_table7_trains_on_english_only_with_every_auxiliary_row(tmp_path):
+    runs, configs = build("english", tmp_path, n_layers=12)
+    levels = {}
+    for run in runs:
+        levels.setdefault(run.key, set()).add(configs[run.name][0].frz)
+        assert langs(configs[run.name][0].train) == ["en"]
+    assert levels == {"ML": {-1, 3, 6, 8, 12}, "LI": {-1, 6, 8}, "CL": {6, 8}, "CL+LI": {6, 8},
+                      "PC": {6, 8}, "PC+LI": {6, 8}}
+    assert {c[0].target[0] for c in configs.values()} == {"de", "es", "nl"} and len(runs) == 16 * 3
 
 
-def test_real_data_layout_german_trains_on_the_derived_copy(tmp_path, shared_data):
-    _, configs = build("table1", tmp_path, "--scale", "paper", data=shared_data)
-    cfg = configs["sl-de"][0]
-    assert cfg.train[0][1].endswith("derived-flydzy/train.txt")
-    assert cfg.dev[0][1].endswith("deu.testa") and cfg.test[0][1].endswith("deu.testb")
-    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.max_sentences) == (20, 5e-5, 32, 0)
+def test_rows_targets_and_frz_cut_a_recipe_into_parts(tmp_path, capsys):
+    runs, _ = build("table6", tmp_path, "--rows", "ML", "PC+LI", "--frz", "3", "--targets", "nl")
+    assert [r.name for r in runs] == ["zs-nl-frz3", "zs-nl-PC+LI-frz3"]
+    argv = ["aux", "--dry-run", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path), "--rows", "XX"]
+    assert experiments.main(argv) == 2
+    assert "its rows are ML LI CL CL+LI PC PC+LI" in capsys.readouterr().err
 
 
-def test_dry_run_prints_train_command_lines_and_trains_nothing(tmp_path, capsys):
+@pytest.mark.parametrize("name", ["table1", "table2", "table3", "table4", "table5", "table6", "table7", "wikiann"])
+def test_dry_run_lists_every_command_with_its_precision_and_trains_nothing(tmp_path, capsys, name):
     def refuse(cfg):
         raise AssertionError("a dry run must not train")
+    argv = [name, "--dry-run", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path / "runs")]
+    assert experiments.main(argv, train_fn=refuse) == 0
+    header, *lines = capsys.readouterr().out.strip().splitlines()
+    assert header.startswith(f"# {experiments.ALIASES.get(name, name)}: {len(lines)} runs x 2 seeds, precision fp32")
+    assert lines and all(l.startswith("python -m minibert_ner.train ") and "--precision fp32" in l for l in lines)
+
+
+def test_dry_run_of_the_demo_bert_caps_the_sweep_at_its_layers(tmp_path, capsys):
     experiments.main(["freeze", "--dry-run", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path),
-                      "--targets", "en"], train_fn=refuse)
-    lines = capsys.readouterr().out.strip().splitlines()
-    # the random demo BERT has 2 layers: the sweep -1 0 1 3 5 6 is capped to -1 0 1 2
-    assert len(lines) == 4 and all(l.startswith("python -m minibert_ner.train ") for l in lines)
-    assert "--frz 2" in lines[3] and "--target en" in lines[0] and "--seed 1 2" in lines[0]
+                      "--targets", "en"])
+    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    # the random demo BERT has 2 layers: -1 0 1 3 5 7 9 11 12 of 12 become -1 0 1 2
+    assert len(lines) == 4 and "--frz 2" in lines[3] and "--target en" in lines[0] and "--seed 1 2" in lines[0]
 
 
 def tiny_train(cfg):
@@ -144,6 +172,55 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     retrained = []
     experiments.main(argv[:-1] + ["2e-3"], train_fn=lambda cfg: retrained.append(cfg.lr) or tiny_train(cfg))
     assert retrained == [2e-3] * 4
+
+
+def test_ontonotes_recipe_says_what_is_missing(tmp_path, capsys):
+    base = ["ontonotes", "--model", "", "--out", str(tmp_path / "runs")]
+    assert experiments.main(base) == 2
+    assert "ontonotes needs --ontonotes DIR" in capsys.readouterr().err
+    assert experiments.main(base + ["--ontonotes", str(tmp_path / "conll-2012")]) == 2
+    err = capsys.readouterr().err
+    assert f"missing: {tmp_path / 'conll-2012' / 'train' / 'data' / 'arabic'}" in err and "LDC2013T19" in err
+    # a dry run says the same, then lists the commands anyway
+    assert experiments.main(base + ["--ontonotes", str(tmp_path / "conll-2012"), "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("# ontonotes: 9 runs") and "--target ar" in out[-2]
+    assert not (tmp_path / "runs").exists()  # nothing to convert yet, so nothing written
+
+
+def write_conll2012_tree(root):
+    """The invented en/zh/ar samples in every split of a conll-2012/v4/data layout."""
+    for split in ("train", "development", "test"):
+        for language, text in [("english", ENGLISH), ("chinese", CHINESE), ("arabic", ARABIC)]:
+            path = root / split / "data" / language / "annotations" / "nw" / "demo" / "00" / "demo.v4_gold_conll"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+
+
+@pytest.mark.filterwarnings("ignore:.*never seen in training")  # zero-shot: MONEY is only in English
+def test_ontonotes_recipe_runs_table2_end_to_end(tmp_path, capsys):
+    write_conll2012_tree(tmp_path / "conll-2012")
+    argv = ["table2", "--model", "", "--ontonotes", str(tmp_path / "conll-2012"), "--data", str(shared_data_dir()),
+            "--out", str(tmp_path / "runs"), "--seeds", "1", "--epochs", "1", "--lr", "1e-3"]
+    assert experiments.main(argv, train_fn=tiny_train) == 0
+    summary = json.loads((tmp_path / "runs" / "ontonotes-small.json").read_text())
+    test = summary["tables"]["test"]
+    assert sorted(test) == ["BERT-ML", "BERT-ML^2 0-shot", "BERT-SL", "BERT-SL^Eng 0-shot"]
+    assert sorted(test["BERT-SL"]) == ["ar", "en", "zh"] and sorted(test["BERT-SL^Eng 0-shot"]) == ["ar", "zh"]
+    converted = tmp_path / "runs" / "data" / "ontonotes" / "ar.test.txt"
+    assert experiments.read_conll(converted, "ar")[0].words[0] == "زارَ"  # the vocalized treebank token
+    if "mBERT cased" in summary["fertility"]:  # the shared data's vocab: short vowels cost pieces
+        fertility = summary["fertility"]["mBERT cased"]
+        assert fertility["ar"] > 2 * fertility["en"]
+    assert "paper: BERT-ML^2 0-shot" in capsys.readouterr().out
+
+
+def test_real_data_layout_german_trains_on_the_derived_copy(tmp_path, shared_data):
+    _, configs = build("table1", tmp_path, "--scale", "paper", data=shared_data)
+    cfg = configs["sl-de"][0]
+    assert cfg.train[0][1].endswith("derived-flydzy/train.txt")
+    assert cfg.dev[0][1].endswith("deu.testa") and cfg.test[0][1].endswith("deu.testb")
+    assert (cfg.epochs, cfg.lr, cfg.batch_size, cfg.max_sentences) == (20, 5e-5, 32, 0)
 
 
 def test_fertility_on_real_files(tmp_path, shared_data, capsys):

@@ -1,0 +1,197 @@
+"""The tables of `python -m minibert_ner.experiments`: our F1 beside the paper's, plots, fertility.
+
+What it does: gathers each run's results.json per table row and language (mean ± sd over seeds),
+prints them as markdown beside the paper's numbers (PAPER, copied from Moon et al.'s Tables 1-7),
+draws Figures 2-3 (mean dev F1 over epochs) as SVG, counts WordPiece fertility (Table 2's last
+row), and writes one summary JSON per recipe. What it leaves out: deciding what to run
+(experiments.py) and training (train.py).
+"""
+import json
+import shlex
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from .data import read_conll
+from .runs import read_log, svg_plot
+
+ZERO_SHOT = ["de", "en", "es", "nl"]  # the paper's column order in Tables 3-6
+
+# The paper's numbers (F1 %), keyed like our rows: {table: {row: {lang: F1}}}.
+_DE_EN_ES_NL = lambda *v: dict(zip(ZERO_SHOT, v))
+_DE_ES_NL = lambda *v: dict(zip(["de", "es", "nl"], v))
+PAPER = {
+    "table1": {"BERT-SL": dict(en=91.2, es=87.5, de=82.7, nl=90.6),
+               "BERT-ML": dict(en=91.3, es=87.9, de=83.3, nl=91.1)},
+    "ontonotes": {"BERT-SL": dict(en=87.9, ar=68.7, zh=72.9), "BERT-ML": dict(en=88.3, ar=69.9, zh=74.1),
+                  "BERT-SL^Eng 0-shot": dict(en=87.9, ar=10.7, zh=65.2),  # en: the SL model on its own language
+                  "BERT-ML^2 0-shot": dict(en=61.0, ar=12.6, zh=65.6)},
+    "table3": {"BERT-SL^Eng 0-shot": _DE_ES_NL(69.42, 73.62, 78.61),
+               "BERT-ML^3 0-shot": _DE_EN_ES_NL(70.23, 72.57, 77.17, 79.76),
+               "CL": _DE_EN_ES_NL(67.04, 73.30, 75.29, 81.76), "CL+LI": _DE_EN_ES_NL(68.94, 74.28, 73.68, 80.78),
+               "LI": _DE_EN_ES_NL(71.28, 73.87, 75.40, 80.06), "PC": _DE_EN_ES_NL(67.91, 73.72, 73.68, 80.28),
+               "PC+LI": _DE_EN_ES_NL(66.31, 74.79, 74.12, 79.53)},
+    "freeze-dev": {f"#frz {k}": _DE_EN_ES_NL(*v) for k, v in {  # Table 4
+        -1: (77.28, 77.36, 75.87, 82.41), 5: (79.06, 77.78, 74.42, 83.58), 7: (77.92, 79.38, 73.48, 83.21),
+        11: (67.87, 72.41, 69.58, 78.40), 12: (53.84, 63.43, 58.86, 66.14)}.items()},
+    "freeze": {f"#frz {k}": _DE_EN_ES_NL(*v) for k, v in {  # Table 5
+        -1: (70.34, 72.57, 77.17, 79.76), 3: (72.44, 73.61, 76.53, 83.35), 7: (71.28, 76.20, 75.50, 81.01),
+        11: (59.20, 69.20, 70.72, 75.05), 12: (43.45, 59.28, 58.43, 64.17)}.items()},
+    "aux": {f"{task} #frz {k}": _DE_EN_ES_NL(*v) for (task, k), v in {  # Table 6
+        ("ML", -1): (70.34, 72.57, 77.17, 79.76), ("ML", 8): (69.94, 74.29, 75.19, 80.60),
+        ("CL", -1): (67.04, 73.30, 75.29, 81.76), ("CL", 8): (67.37, 73.03, 73.11, 81.23),
+        ("CL+LI", -1): (68.94, 74.28, 73.68, 80.78), ("CL+LI", 8): (66.16, 74.42, 73.85, 79.97),
+        ("LI", -1): (71.28, 73.87, 75.40, 80.06), ("LI", 8): (72.25, 74.91, 72.59, 80.40),
+        ("PC", -1): (67.91, 73.72, 73.68, 80.28), ("PC", 8): (67.29, 75.68, 73.37, 79.95),
+        ("PC+LI", -1): (66.31, 74.79, 74.12, 79.53), ("PC+LI", 8): (65.47, 74.79, 73.59, 80.35)}.items()},
+    "english": {f"{task} #frz {k}": _DE_ES_NL(*v) for (task, k), v in {  # Table 7; aux rows' #frz: experiments.TABLE7
+        ("ML", -1): (69.42, 73.62, 78.61), ("ML", 3): (71.42, 75.67, 80.38), ("ML", 6): (70.16, 73.74, 78.20),
+        ("ML", 8): (65.45, 73.14, 77.05), ("ML", 12): (34.68, 53.72, 52.56),
+        ("CL", 6): (67.71, 72.08, 76.92), ("CL", 8): (65.88, 72.06, 77.06),
+        ("CL+LI", 6): (70.41, 73.03, 77.07), ("CL+LI", 8): (61.47, 71.80, 74.87),
+        ("LI", -1): (69.83, 72.26, 74.47), ("LI", 6): (65.65, 72.91, 76.37), ("LI", 8): (68.90, 73.92, 77.92),
+        ("PC", 6): (68.76, 73.34, 79.28), ("PC", 8): (67.02, 73.27, 76.82),
+        ("PC+LI", 6): (60.07, 72.16, 76.86), ("PC+LI", 8): (64.16, 73.22, 76.06)}.items()},
+    "fertility": {"mBERT cased (OntoNotes)": dict(en=1.8, ar=7.42, zh=2.31)},  # Table 2, last row
+}
+
+
+def model_label(model):
+    """A readable model name: the folder, or its parent for packages that call it "model"."""
+    folder = Path(model)
+    return "random demo BERT" if not model else folder.parent.name if folder.name == "model" else folder.name
+
+
+def mean_sd(values):
+    """(mean, sd) in F1 points (%) over seeds; sd 0 for a single seed."""
+    values = [v * 100 for v in values]
+    return statistics.mean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def collect(runs, results, key="test"):
+    """{row: {lang: [F1 per seed]}}: test F1, or ("dev") the best epoch's dev F1 of the target."""
+    table = {}
+    for run in runs:
+        for r in results.get(run.name, []):
+            # best_dev_f1 is the selection score: the pooled dev F1 of the target(s) at the best epoch
+            cells = r["test"] if key == "test" else {l: r["best_dev_f1"] for l in r["test"]}
+            for lang, f1 in cells.items():
+                table.setdefault(run.row, {}).setdefault(lang, []).append(f1)
+    return table
+
+
+def format_table(table, columns, title, paper=None):
+    """A markdown table of mean ± sd per cell, then the paper's rows for the same columns."""
+    lines = [f"**{title}**", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    for row, cells in table.items():
+        lines.append(f"| {row} | " + " | ".join(
+            "{:.2f} ± {:.2f}".format(*mean_sd(cells[c])) if c in cells else "–" for c in columns) + " |")
+    for row, cells in (paper or {}).items():
+        lines.append(f"| paper: {row} | " + " | ".join(f"{cells[c]:.2f}" if c in cells else "–"
+                                                       for c in columns) + " |")
+    return "\n".join(lines)
+
+
+def plot_over_epochs(curves, title):
+    """{label: [run folders]} -> (SVG of the mean dev F1 over epochs, one line per label, and
+    {label: [mean dev F1 (%) per epoch]} for the summary)."""
+    history = {}
+    for label, folders in curves.items():
+        per_seed = [[r["dev"] for r in read_log(f)] for f in folders]
+        for e in range(min(map(len, per_seed))):  # epochs every seed reached
+            f1s = [next(iter(devs[e].values()))["f1"] for devs in per_seed]  # the run's one dev set
+            history.setdefault(e + 1, {})[label] = {"f1": statistics.mean(f1s)}
+    records = [{"epoch": e, "dev": d} for e, d in sorted(history.items())]
+    svg = svg_plot(records, list(curves))  # runs.py's chart: it plots r["dev"][label]["f1"]
+    means = {label: [round(r["dev"][label]["f1"] * 100, 2) for r in records if label in r["dev"]]
+             for label in curves}
+    return svg.replace("</svg>", f'<text x="50" y="14" font-weight="bold">{title}</text>\n</svg>'), means
+
+
+def write_plots(name, runs, out, dest):
+    """Figure 2 (zero-shot dev F1 per target over epochs) and Figure 3 (one plot per target, #frz)."""
+    folders = lambda run: sorted((Path(out) / run.name).glob("seed-*")) or [Path(out) / run.name]
+    target = lambda run: run.argv[run.argv.index("--target") + 1]
+    plots = {}  # file name -> {label: mean dev F1 per epoch}
+    base = [r for r in runs if r.row in ("BERT-ML^3 0-shot", "#frz -1")]
+    if name in ("table3", "freeze") and base:
+        plots[f"{name}-zero-shot-epochs.svg"] = ({target(r): folders(r) for r in base},
+                                                "zero-shot dev F1 by target, no freezing")
+    for t in sorted({target(r) for r in runs}) if name == "freeze" else []:
+        plots[f"freeze-{t}.svg"] = ({r.row: folders(r) for r in runs if target(r) == t},
+                                    f"zero-shot to {t}: dev F1 by #frz")
+    for file, (curves, title) in plots.items():
+        svg, plots[file] = plot_over_epochs(curves, title)
+        (dest / file).write_text(svg, encoding="utf-8")
+    return plots
+
+
+def fertility(test_files, data, model):
+    """Pieces per word ({vocab: {lang: pieces / word}}) and the share of words with an [UNK] piece,
+    which fertility hides (a word the vocab cannot spell is one [UNK]: fertility 1, information 0),
+    over {lang: test file}, with the mBERT cased vocab under --data and --model's (those that exist)."""
+    from .runs import says_lowercase
+    from .tokenizer import WordPieceTokenizer, measure_fertility
+    vocabs = {"mBERT cased": (Path(data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
+    if model:
+        label = f"{model_label(model)} ({'uncased' if says_lowercase(Path(model)) else 'cased'})"
+        vocabs[label] = (Path(model) / "vocab.txt", says_lowercase(Path(model)))
+    table, unk = {}, {}
+    for label, (vocab, lowercase) in vocabs.items():
+        if not vocab.exists():
+            print(f"fertility: no {label} vocab at {vocab}; left out", file=sys.stderr)
+            continue
+        tok = WordPieceTokenizer.from_file(vocab, lowercase=lowercase)
+        for lang, path in test_files.items():
+            sentences = [s.words for s in read_conll(path, lang)]
+            words, pieces = measure_fertility(tok, sentences)
+            table.setdefault(label, {})[lang] = pieces / words
+            unk_words = sum(len({w for i, w in zip(ids, owners) if i == tok.unk_token_id})
+                            for ids, owners in tok.encode_batch_words(sentences))
+            unk.setdefault(label, {})[lang] = unk_words / words
+    return table, unk
+
+
+def print_fertility(table, unk, langs, paper):
+    """The two fertility tables (pieces per word, words with [UNK]) in markdown, the paper's row under the first."""
+    as_cells = lambda t, scale: {k: {l: [v * scale / 100] for l, v in row.items()} for k, row in t.items()}
+    print(format_table(as_cells(table, 1), langs, "WordPiece fertility (pieces per word, test files)",
+                       paper).replace(" ± 0.00", "") + "\n")
+    print(format_table(as_cells(unk, 100), langs, "words with an [UNK] piece (%)").replace(" ± 0.00", "") + "\n")
+
+
+def write_report(opts, runs, results, commands, columns, n_layers, t0, fertility_files=None):
+    """Print the recipe's tables (ours, then the paper's rows), the numbers behind its plots and
+    its training time; write the SVG plots and RESULTS/<recipe>-<scale>.json."""
+    dest = Path(opts.results)
+    dest.mkdir(parents=True, exist_ok=True)
+    tables = {"test": collect(runs, results)}
+    if opts.recipe == "freeze":  # Table 4 is on dev, Table 5 on test
+        tables["dev"] = collect(runs, results, "dev")
+    for split, table in tables.items():
+        paper = PAPER.get(opts.recipe + ("-dev" if split == "dev" else ""))
+        print(format_table(table, columns, f"{opts.recipe}: {split} F1 (%), mean ± sd over seeds "
+                           f"{opts.seeds}; {model_label(opts.model)}", paper) + "\n")
+    summary = dict(recipe=opts.recipe, scale=opts.scale, model=opts.model, data=opts.data, n_layers=n_layers)
+    if fertility_files:  # Table 2's last row: fertility on the OntoNotes test tokens
+        summary["fertility"], summary["unk_words"] = fertility(fertility_files, opts.data, opts.model)
+        print_fertility(summary["fertility"], summary["unk_words"], list(fertility_files), PAPER["fertility"])
+    plots = write_plots(opts.recipe, runs, opts.out, dest)
+    for file, curves in plots.items():  # the numbers behind each plot: Figures 2 and 3
+        print(f"{dest / file}: mean dev F1 per epoch\n" + "\n".join(
+            f"  {label:<10} " + " ".join(f"{f:6.2f}" for f in f1s) for label, f1s in curves.items()))
+    # each run's own training time, as recorded when it ran (a rerun that reuses runs costs ~0)
+    seconds = sum(r["seconds"] for rs in results.values() for r in rs)
+    print(f"training time of these runs (as recorded when each ran): {seconds / 60:.1f} min; "
+          f"this invocation: {(time.time() - t0) / 60:.1f} min")
+    settings = {k: getattr(opts, k) for k in ("epochs", "lr", "batch_size", "max_sentences", "eval_sentences",
+                                              "seeds", "precision")}
+    summary.update(settings=settings, train_minutes=round(seconds / 60, 1), plots=plots,
+                   tables={split: {row: {l: dict(zip(("mean", "sd"), mean_sd(v)), values=v) for l, v in cells.items()}
+                                   for row, cells in t.items()} for split, t in tables.items()},
+                   paper={k: v for k, v in PAPER.items() if k.startswith(opts.recipe)},
+                   commands=["python -m minibert_ner.train " + shlex.join(argv) for argv in commands],
+                   runs={name: [{k: v for k, v in r.items() if k != "config"} for r in rs]
+                         for name, rs in results.items()})
+    (dest / f"{opts.recipe}-{opts.scale}.json").write_text(json.dumps(summary, indent=1))
