@@ -8,7 +8,7 @@ Each section times minibert_ner ("ours") and, when `transformers` is installed, 
 loop over `transformers.BertForTokenClassification` loaded from the same folder and given our
 classifier's initial weights, so both start identical. Ours is built from the library's own pieces
 (windows.encode_sentences / batch_indices / collate, heads.NERModel / ner_loss, weights.load_bert,
-train.make_optimizer, train.predict_windows, train.train) so the numbers are what users run.
+train.make_optimizer, predict.predict_windows, train.train) so the numbers are what users run.
 Ours and the peer alternate repeat by repeat (ours, peer, peer, ours, ...): a machine slowed by
 something else slows both alike, and each ratio is the median of the per-repeat ratios.
 
@@ -36,10 +36,11 @@ import torch
 from .data import build_label_list, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
-from .runs import DEMO_VOCAB_SIZE, TINY_BERT, minilm_folder, read_log, says_lowercase
+from .predict import predict_windows
+from .runs import minilm_folder, read_log, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
-from .train import TrainConfig, get_lr, make_optimizer, predict_windows, prepare, train
+from .train import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig, get_lr, make_optimizer, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
@@ -486,18 +487,18 @@ def section_epoch(ctx):
         torch.manual_seed(cfg.seed)
         random.seed(cfg.seed)
         run = prepare(cfg, lambda *x: None)
-        peer = build_peer(ctx, run["model"])
+        peer = build_peer(ctx, run.model)
     # ours first: the first run in a process also pays one-time costs (kernels built for each new
     # batch shape), so this order can only flatter the peer
     print("our epoch (train()) ...", file=sys.stderr)
     train(cfg)
     if ctx.peer:
         print("peer epoch ...", file=sys.stderr)
-        peer_s = peer_epoch(ctx, peer, run["train"])
-        dev_sentences, dev_windows = run["dev"]["en"]
+        peer_s = peer_epoch(ctx, peer, run.train)
+        dev_sentences, dev_windows = run.dev["en"]
         preds = peer_predict(peer, dev_windows, ctx.tok.pad_token_id, ctx.device, torch.float32,
                              ctx.args.peer_eval_batch_size)
-        tags = [[run["labels"][i] for i in s] for s in merge_predictions(dev_windows, preds, dev_sentences)]
+        tags = [[run.labels[i] for i in s] for s in merge_predictions(dev_windows, preds, dev_sentences)]
         peer_f1 = score([s.tags for s in dev_sentences], tags).f1
     record = read_log(cfg.out)[-1]
     n = len(ctx.train)
@@ -569,8 +570,8 @@ def section_finetune(ctx):
         torch.manual_seed(cfg.seed)  # exactly what train() does before building its model
         random.seed(cfg.seed)
         run = prepare(cfg, lambda *x: None)
-        peer = build_peer(ctx, run["model"])
-        windows, pad = run["train"], ctx.tok.pad_token_id
+        peer = build_peer(ctx, run.model)
+        windows, pad = run.train, ctx.tok.pad_token_id
         optimizer, gen = make_optimizer(peer, cfg), torch.Generator().manual_seed(cfg.seed)
         total, step, best = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs, 0, (-1.0, None, 0)
         params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -587,12 +588,12 @@ def section_finetune(ctx):
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 step += 1
-            f1 = peer_f1_on(peer, run["dev"]["en"], run["labels"], ctx)
+            f1 = peer_f1_on(peer, run.dev["en"], run.labels, ctx)
             if f1 > best[0]:
                 best = (f1, {k: v.clone() for k, v in peer.state_dict().items()}, epoch + 1)
         peer_s = time.perf_counter() - t
         peer.load_state_dict(best[1])
-        peer_f1, peer_epoch_best = peer_f1_on(peer, run["test"]["en"], run["labels"], ctx), best[2]
+        peer_f1, peer_epoch_best = peer_f1_on(peer, run.test["en"], run.labels, ctx), best[2]
     return [Row(label, "test F1 (best dev epoch)", (100 * ours["test"]["en"], 0),
                 (100 * peer_f1, 0) if peer_f1 is not None else None, None, "A ≈ B"),
             Row(label, "best epoch", (ours["best_epoch"], 0), (peer_epoch_best, 0) if peer_epoch_best else None),

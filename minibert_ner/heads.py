@@ -170,9 +170,12 @@ class PrefixCache:
         return h
 
 
-def ner_loss(logits, labels):
-    """Cross-entropy over labelled first pieces; 'X' pieces and padding carry IGNORE_INDEX."""
-    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX)
+def ner_loss(logits, labels, reduction="mean"):
+    """Cross-entropy over labelled first pieces; 'X' pieces and padding carry IGNORE_INDEX.
+    reduction="sum" is what the training loop divides by the labelled pieces of a whole batch
+    (a "mean" over no labelled piece at all would be 0/0 = NaN)."""
+    return F.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE_INDEX,
+                           reduction=reduction)
 
 
 def cloze_loss(logits, targets):

@@ -15,10 +15,39 @@ import sys
 import torch
 
 from .data import Sentence, read_conll, write_conll
+from .distributed import gather_dicts, rank_and_world
 from .runs import load_ner_model
-from .scoring import get_chunks
-from .train import predict_windows
-from .windows import encode_sentences, merge_predictions
+from .scoring import get_chunks, score
+from .windows import batch_indices, collate, encode_sentences, merge_predictions
+
+
+@torch.no_grad()
+def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval"):
+    """Label id per position for every window, in the windows' order. Under torchrun each process
+    predicts every world_size-th window and the predictions are gathered, so each is made once.
+    `cache`: a PrefixCache; with #frz >= 0 the frozen part then runs once per window and `name`."""
+    model.eval()
+    rank, world = rank_and_world()
+    mine = list(range(rank, len(windows), world))
+    out = {}
+    order = batch_indices([len(windows[i].input_ids) for i in mine], batch_size, shuffle=False)
+    for index in order:  # sorted by length: little padding
+        index = [mine[j] for j in index]
+        batch = collate([windows[i] for i in index], pad_id, index).to(device)
+        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            prefix = cache.prefix(model, batch, name) if cache else None
+            pred = model.predict(batch.input_ids, batch.attention_mask, prefix).cpu()
+        for row, i in zip(pred, index):
+            out[i] = row[: len(windows[i].input_ids)].tolist()
+    out = gather_dicts(out)
+    return [out[i] for i in range(len(windows))]
+
+
+def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128, cache=None, name="eval"):
+    """Tag every word of every sentence (one tag per word, windows merged) and score by conlleval."""
+    preds = predict_windows(model, windows, pad_id, device, dtype, batch_size, cache, name)
+    tags = [[model.labels[i] for i in s] for s in merge_predictions(windows, preds, sentences)]
+    return score([s.tags for s in sentences], tags), tags
 
 
 def tag_sentences(model, tok, sentences, max_len=64, overlap=8, device="cpu", batch_size=64):
@@ -75,12 +104,13 @@ def build_parser():
 
 
 def main(argv=None):
-    a = build_parser().parse_args(argv)
-    try:
-        model, tok = load_ner_model(a.model, a.device)
-    except (FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    from .cli import run_command
+    return run_command(lambda: tag(build_parser().parse_args(argv)), argv)
+
+
+def tag(a):
+    """The command: load the model, tag what was given, print it."""
+    model, tok = load_ner_model(a.model, a.device)
     if a.conll:
         sentences = read_conll(a.conll, lang="xx", encoding=a.encoding)
         tags = tag_sentences(model, tok, sentences, a.max_len, a.overlap, a.device)
@@ -101,4 +131,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m` runs this file as __main__, a second copy of the module; call the package's copy,
+    # whose classes (TrainConfig, ConfigError, ...) are the ones the rest of the library knows
+    import minibert_ner.predict
+    sys.exit(minibert_ner.predict.main())

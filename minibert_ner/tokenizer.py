@@ -294,8 +294,8 @@ class WordPieceTokenizer:
         return [self.inv_vocab[i] for i in ids]
 
 
-def train_vocab(words, vocab_size, path):
-    """Learn a small cased WordPiece vocab from `words`, deterministically; write vocab.txt; return path.
+def learn_vocab(words, vocab_size):
+    """Learn a small cased WordPiece vocab from `words`, deterministically: its tokens, in id order.
 
     Not Google's WordPiece training (a likelihood-driven merge procedure) but its simplest
     deterministic stand-in, enough for the demo's small random BERT: the special tokens (ids 0-4),
@@ -324,10 +324,16 @@ def train_vocab(words, vocab_size, path):
         if token not in known:
             vocab.append(token)
             known.add(token)
+    return vocab
+
+
+def train_vocab(words, vocab_size, path):
+    """`learn_vocab`, written to vocab.txt at `path`; returns the path."""
+    vocab = learn_vocab(words, vocab_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside, then renamed in one step: under torchrun every process builds the same file
-    # at once, and a process reading it must never see it half written.
+    # Written aside, then renamed in one step: a reader (another process, a resumed run) never
+    # sees it half written.
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     tmp.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
     os.replace(tmp, path)

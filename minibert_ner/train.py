@@ -10,34 +10,52 @@ model chosen by best dev F1. Zero-shot: train on some languages, select and test
 #frz freezes the embeddings and the lowest k layers; LI / CL / PC add auxiliary losses computed on
 unlabeled target-language text, summed with the NER loss.
 
-The loop, top to bottom: set lr -> autocast forward -> loss / tokens of the accumulation window
--> scaler.scale(loss).backward() -> at the window's end: unscale_, clip, step, update, zero_grad.
-One code path serves fp32, bf16 and fp16 (the GradScaler is a no-op unless fp16).
+A run, top to bottom (`train`): prepare (data, tokenizer, model) -> epochs of steps -> end of
+epoch (evaluate dev, keep the best, checkpoint, log) -> test the best model. One step: set lr ->
+autocast forward -> loss / labelled pieces of the global batch -> scaler.scale(loss).backward()
+-> unscale_, clip, step, update, zero_grad. One code path serves fp32, bf16 and fp16 (the
+GradScaler is a no-op unless fp16), one process or many (torchrun), a fresh run or a resumed one.
 Left out: trainer frameworks, callbacks, early stopping (the paper trains all 20 epochs).
 """
+import json
 import math
 import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
+from . import runs
 from .data import build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
-from .distributed import all_finite, barrier, gather_dicts, rank_and_world, setup_distributed, shutdown, \
-    sum_over_processes
-from .heads import PrefixCache, cloze_loss, ner_loss
-from .runs import build_model_and_tokenizer, load_run, report_seeds, save_run, write_log
+from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
+from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
+from .model import BertConfig, BertModel
+from .predict import evaluate
 from .scoring import format_report, score
-from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, \
-    merge_predictions, predictive_cloze_mask
+from .tokenizer import WordPieceTokenizer, learn_vocab
+from .weights import check_vocab_size, load_bert, read_mlm_head
+from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, predictive_cloze_mask
+
+# The demo's BERT when no pretrained --model is given: small enough to train in a minute on 2 cores.
+TINY_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                 max_position_embeddings=64)
+DEMO_VOCAB_SIZE = 3000
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together; the message names the option and what to do."""
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a run; the command line in cli.py fills it. Defaults are the paper's."""
+    """Every knob of a run: the single source of defaults (the command line reads them from here).
+
+    Where each default comes from: [paper] Moon et al.; [Devlin] the BERT fine-tuning recipe the
+    paper says it follows; [ours] this library's choice."""
 
     model: str = ""              # pretrained model folder; "" = a small random BERT (demo)
     train: list = field(default_factory=list)      # [(lang, path)]
@@ -46,25 +64,25 @@ class TrainConfig:
     unlabeled: list = field(default_factory=list)  # [(lang, path)] raw target text for LI/CL/PC
     target: list = field(default_factory=list)     # zero-shot target languages
     aux: list = field(default_factory=list)        # any of "LI", "CL", "PC"
-    frz: int = -1
-    lr: float = 5e-5
-    batch_size: int = 32
-    grad_accum: int = 1
-    epochs: int = 20
-    max_len: int = 64
-    overlap: int = 8
-    mask_p: float = 0.15
-    warmup: float = 0.1          # fraction of steps with linearly rising lr
-    weight_decay: float = 0.01
-    clip: float = 1.0
-    precision: str = "auto"      # fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    frz: int = -1                # [paper] -1 nothing frozen, 0 embeddings, k + the lowest k layers
+    lr: float = 5e-5             # [paper]
+    batch_size: int = 32         # [paper]
+    grad_accum: int = 1          # [ours] micro-batches per batch: less memory, the same update
+    epochs: int = 20             # [paper]
+    max_len: int = 64            # [paper] pieces per window
+    overlap: int = 8             # [paper]
+    mask_p: float = 0.15         # [paper] cloze masking probability
+    warmup: float = 0.1          # [Devlin] fraction of steps with linearly rising lr, then linear decay
+    weight_decay: float = 0.01   # [Devlin]
+    clip: float = 1.0            # [Devlin] gradient-norm clipping
+    precision: str = "auto"      # [ours] fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
     device: str = "auto"
     threads: int = 0             # CPU threads for PyTorch; 0 = its default (one per core)
     seed: int = 1
-    out: str = "runs/demo"
+    out: str = ""                # the run folder (required; the demo uses runs/demo)
     lowercase: bool = False      # True only for uncased vocabularies (e.g. MiniLM)
     encoding: str = "utf-8"
-    # Random batches (plain SGD sampling): length-bucketed ones pad less, but after one
+    # [ours] Random batches (plain SGD sampling): length-bucketed ones pad less, but after one
     # CoNLL-2003 epoch they scored ~1 F1 lower (3 seeds, README "Performance"), and the packed
     # layers (model.Unpadded) skip random batches' padding anyway. True = length-bucketed.
     bucket: bool = False
@@ -75,12 +93,140 @@ class TrainConfig:
     eval_batch_size: int = 128
     tiny: dict = field(default_factory=dict)  # shape of the random demo BERT
     dropout: float = -1.0        # >= 0 overrides the checkpoint's dropout probabilities
-    resume: bool = False
+    resume: bool = False         # continue the run in `out` from its last checkpoint
+    overwrite: bool = False      # delete the run in `out` and start afresh
+    allow_change: list = field(default_factory=list)  # fields --resume may see changed (or "data")
     quiet: bool = False
 
 
+# How a run is carried out, not what it computes: --resume accepts other values for these.
+RUN_CONTROL = {"out", "resume", "overwrite", "allow_change", "stop_after", "quiet", "threads", "device",
+               "eval_batch_size", "cache_frozen", "cache_gb"}
+
+
+def check_config(cfg):
+    """Refuse settings that cannot work, before any data is read."""
+    if not cfg.out:
+        raise ConfigError("no run folder: pass --out RUN_DIR (where checkpoints and logs go)")
+    if not cfg.train:
+        raise ConfigError("no training data: pass --train [LANG=]FILE... (after --target leaves out its files)")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.batch_size % cfg.grad_accum:
+        raise ConfigError(f"--batch-size {cfg.batch_size} must be a positive multiple of --grad-accum "
+                          f"{cfg.grad_accum}")
+    if cfg.epochs < 1 or cfg.lr < 0:
+        raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) not negative")
+    if cfg.aux and not cfg.unlabeled:
+        raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    unknown = set(cfg.allow_change) - {f.name for f in fields(TrainConfig)} - {"data"}
+    if unknown:
+        raise ConfigError(f"--allow-change {' '.join(sorted(unknown))}: not a setting; use the names of "
+                          f"TrainConfig's fields (e.g. epochs) or 'data'")
+
+
+def run_info(cfg):
+    """What --resume compares: the settings that shape the result, and the data files' contents."""
+    config = {k: v for k, v in asdict(cfg).items() if k not in RUN_CONTROL}
+    files = {str(Path(p).resolve()) for key in ("train", "dev", "test", "unlabeled") for _, p in config[key]}
+    info = dict(config=config, data={p: runs.file_fingerprint(p) for p in sorted(files)})
+    return json.loads(json.dumps(info, default=str))  # tuples -> lists, as it reads back
+
+
 # ---------------------------------------------------------------------------------------------
-# the pieces of one step
+# prepare: data, tokenizer, model
+
+
+@dataclass
+class Prepared:
+    """Everything the loop needs, built once by `prepare`."""
+    tok: WordPieceTokenizer
+    model: NERModel
+    labels: list
+    train: list          # windows of the training sentences, all languages
+    unlabeled: list      # windows of the raw target text (auxiliary tasks)
+    dev: dict            # lang -> (sentences, windows)
+    test: dict
+    n_train_sentences: int
+    n_labelled: list     # labelled pieces per training window (the loss divides by their sum)
+
+
+def build_tokenizer(cfg, train_sentences):
+    """The --model folder's vocab.txt, or (demo) a vocabulary learnt from the training words."""
+    if cfg.model:
+        folder = Path(cfg.model)
+        if not (folder / "vocab.txt").is_file():
+            raise runs.RunError(f"{folder}: no vocab.txt; a --model folder needs config.json, "
+                                f"model.safetensors and vocab.txt")
+        return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=cfg.lowercase or runs.says_lowercase(folder))
+    tokens = learn_vocab([w for s in train_sentences for w in s.words], DEMO_VOCAB_SIZE)
+    return WordPieceTokenizer({t: i for i, t in enumerate(tokens)})
+
+
+def build_model(cfg, tok, labels, languages, log):
+    """The pretrained encoder in cfg.model (or a small random BERT) with the heads the run needs."""
+    if cfg.model:
+        config = None
+        if cfg.dropout >= 0:  # e.g. --dropout 0 for runs that must be bit-for-bit comparable
+            folder = Path(cfg.model)
+            config = BertConfig.from_json(folder / "config.json" if (folder / "config.json").is_file()
+                                          else folder / "bert_config.json")
+            config.hidden_dropout_prob = config.attention_probs_dropout_prob = cfg.dropout
+        bert = load_bert(cfg.model, config=config, verbose=not cfg.quiet)
+        check_vocab_size(len(tok), bert.config, Path(cfg.model) / "vocab.txt")
+    else:
+        shape = {**TINY_BERT, **cfg.tiny}
+        if cfg.dropout >= 0:
+            shape.update(hidden_dropout_prob=cfg.dropout, attention_probs_dropout_prob=cfg.dropout)
+        bert = BertModel(BertConfig(vocab_size=len(tok), **shape))
+        log(f"no --model given: training a small RANDOMLY INITIALISED BERT ({shape['num_hidden_layers']} "
+            f"layers, hidden {shape['hidden_size']}) with a {len(tok)}-piece vocabulary built from the "
+            f"training sample. This demonstrates the pipeline; it is not mBERT, and its F1 is not the paper's.")
+    if not -1 <= cfg.frz <= bert.num_layers:
+        raise ConfigError(f"--frz {cfg.frz}: the model has {bert.num_layers} layers; use -1 ... {bert.num_layers}")
+    model = NERModel(bert, labels, languages if "LI" in cfg.aux else None,
+                     cloze=bool({"CL", "PC"} & set(cfg.aux)), frz=cfg.frz)
+    if model.cls is not None:
+        mlm = read_mlm_head(cfg.model) if cfg.model else {}
+        if mlm:
+            init_cloze_head(model, mlm)
+        else:
+            log("the checkpoint has no masked-LM head: the cloze head starts from random weights")
+    return model
+
+
+def prepare(cfg, log):
+    """Read the data, build the tokenizer and the model, cut every sentence into windows."""
+    read = lambda items: {lang: read_conll(p, lang, cfg.encoding, scheme="IOB1") for lang, p in items}
+    train_sets, dev_sets, test_sets = read(cfg.train), read(cfg.dev), read(cfg.test)
+    if cfg.max_sentences:  # a fixed, seed-independent subsample: the first N sentences of each file
+        train_sets = {k: v[: cfg.max_sentences] for k, v in train_sets.items()}
+    train_sentences = [s for v in train_sets.values() for s in v]
+    labels = build_label_list(train_sentences)
+    for sets in (dev_sets, test_sets):  # a tag training never saw would be scored but never predicted
+        for v in sets.values():
+            check_labels(v, labels, strict=False)
+    unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang)]
+    languages = sorted({s.lang for s in train_sentences} | {s.lang for s in unlabeled})
+    tok = build_tokenizer(cfg, train_sentences)
+    model = build_model(cfg, tok, labels, languages, log)
+    # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
+    others = sorted({lang for lang, _ in cfg.dev + cfg.test} - set(languages))
+    lang_ids = {l: i for i, l in enumerate(languages + others)}
+    enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, lang_ids,
+                                     cfg.max_len, cfg.overlap)
+    # dev/test windows need a label id for every word: unknown tags become "O" there, while the
+    # scorer keeps the original tags (such entities count as missed)
+    held_out = lambda sets: {k: (v, enc(unknown_tags_to_o(v, labels))) for k, v in sets.items()}
+    train = enc(train_sentences)
+    return Prepared(tok=tok, model=model, labels=labels, train=train,
+                    unlabeled=enc(unlabeled) if unlabeled else [], dev=held_out(dev_sets),
+                    test=held_out(test_sets), n_train_sentences=len(train_sentences),
+                    n_labelled=[sum(l != IGNORE_INDEX for l in w.labels) for w in train])
+
+
+# ---------------------------------------------------------------------------------------------
+# the optimizer, its schedule, and everything --resume restores
 
 
 def get_lr(step, total, cfg):
@@ -112,8 +258,87 @@ def resolve_precision(cfg, device):
     if p == "auto":
         p = "fp32" if device.type != "cuda" else ("bf16" if torch.cuda.is_bf16_supported() else "fp16")
     if p == "fp16" and device.type != "cuda":
-        raise ValueError("fp16 needs CUDA (and a GradScaler); on CPU use --precision bf16 or fp32")
+        raise ConfigError("fp16 needs CUDA (and a GradScaler); on CPU use --precision bf16 or fp32")
     return p, {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
+
+
+class TrainerState:
+    """Everything --resume needs besides the weights, saved and restored here only: how far the run
+    is, its best epoch so far, the per-epoch history, the optimizer's moments, the loss scaler and
+    every random generator (batch order, cloze masks, target-text order, dropout)."""
+
+    def __init__(self, optimizer, scaler, generators):
+        self.epoch, self.step, self.best_f1, self.best_epoch, self.history = 0, 0, -1.0, 0, []
+        self.optimizer, self.scaler, self.generators = optimizer, scaler, generators
+
+    def state_dict(self):
+        return dict(epoch=self.epoch, step=self.step, best_f1=self.best_f1, best_epoch=self.best_epoch,
+                    history=self.history, optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                    generators={k: g.get_state() for k, g in self.generators.items()},
+                    torch_rng=torch.get_rng_state(),
+                    cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
+
+    def load_state_dict(self, d):
+        self.epoch, self.step, self.best_f1, self.best_epoch = d["epoch"], d["step"], d["best_f1"], d["best_epoch"]
+        self.history = d["history"]
+        self.optimizer.load_state_dict(d["optimizer"])
+        self.scaler.load_state_dict(d["scaler"])
+        for k, g in self.generators.items():
+            g.set_state(d["generators"][k])
+        torch.set_rng_state(d["torch_rng"])
+        if d["cuda_rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(d["cuda_rng"])
+
+
+def open_run_folder(cfg, rank, log):
+    """Start, continue or refuse the run in cfg.out; returns the resume point (or None).
+
+    A folder holding a run is never reused silently: --resume continues it (after putting back
+    what a killed run left half done, and only with the same settings and data), --overwrite
+    deletes it, anything else is refused."""
+    out = Path(cfg.out)
+    if runs.holds_a_run(out) and not (cfg.resume or cfg.overwrite):
+        raise runs.RunError(f"{out} already holds a run: pass --resume to continue it, --overwrite to "
+                            f"delete it and start afresh, or another --out")
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        if cfg.overwrite:
+            runs.clear_run(out)
+        for note in runs.recover(out) if cfg.resume else []:
+            log(f"--resume: {note}")
+    barrier()  # the other processes read the folder once rank 0 has tidied it
+    point = runs.read_resume_point(out) if cfg.resume else None
+    if cfg.resume and point is None:
+        log(f"--resume: {out} has no checkpoint yet (killed during its first epoch?): starting from the beginning")
+        if rank == 0:
+            runs.clear_run(out)
+    if point is not None:
+        runs.compare_runs(point[0], run_info(cfg), cfg.allow_change, out)
+    return point
+
+
+# ---------------------------------------------------------------------------------------------
+# the pieces of one step
+
+
+def process_share(batch_index, rank, world):
+    """This process's windows of a global batch and the weight of their NER loss.
+
+    Every process takes every world-th window. A batch smaller than the number of processes (the
+    epoch's last, say) leaves some process nothing, yet each must run forward and backward, or the
+    others would wait forever in DDP's gradient all-reduce: that process runs a stand-in window
+    (the batch's first) whose NER loss counts with weight 0."""
+    share = batch_index[rank::world]
+    return (share, 1.0) if share else (batch_index[:1], 0.0)
+
+
+def aux_batches(windows, size, cfg, pad_id, generator):
+    """Batches of unlabeled target text without end, one per NER micro-batch: pass after pass over
+    the target windows, reshuffled each time (the target text need not match the NER data in size)."""
+    while True:
+        for index in batch_indices([len(w.input_ids) for w in windows], size, bucket=cfg.bucket,
+                                   generator=generator):
+            yield collate([windows[i] for i in index], pad_id, index)
 
 
 def aux_losses(model, batch, cfg, tok, gen):
@@ -140,224 +365,235 @@ def aux_losses(model, batch, cfg, tok, gen):
     return losses
 
 
-# ---------------------------------------------------------------------------------------------
-# evaluation
+def train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, aux):
+    """One optimizer step on a global batch; returns its loss, or None (and no update) if not finite.
 
-
-@torch.no_grad()
-def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval"):
-    """Label id per position for every window, in the windows' order. Under torchrun each process
-    predicts every world_size-th window and the predictions are gathered, so each is made once.
-    `cache`: a PrefixCache; with #frz >= 0 the frozen part then runs once per window and `name`."""
-    model.eval()
+    "Accumulation done right": every micro-batch's NER loss is summed over its labelled pieces and
+    divided by the labelled pieces of the WHOLE global batch, so the update equals one big batch's
+    whatever --grad-accum and the number of processes (x world, because DDP averages the processes'
+    gradients where we want their sum). Summed, a micro-batch without a labelled piece (every
+    word's first piece in another window) adds 0 rather than the NaN of an empty mean."""
     rank, world = rank_and_world()
-    mine = list(range(rank, len(windows), world))
-    out = {}
-    order = batch_indices([len(windows[i].input_ids) for i in mine], batch_size, shuffle=False)
-    for index in order:  # sorted by length: little padding
-        index = [mine[j] for j in index]
-        batch = collate([windows[i] for i in index], pad_id, index).to(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            prefix = cache.prefix(model, batch, name) if cache else None
-            pred = model.predict(batch.input_ids, batch.attention_mask, prefix).cpu()
-        for row, i in zip(pred, index):
-            out[i] = row[: len(windows[i].input_ids)].tolist()
-    out = gather_dicts(out)
-    return [out[i] for i in range(len(windows))]
+    share, weight = process_share(batch_index, rank, world)
+    micro_size = math.ceil(cfg.batch_size / (world * cfg.grad_accum))
+    micro_batches = [share[j:j + micro_size] for j in range(0, len(share), micro_size)]
+    n_labelled = sum(run.n_labelled[i] for i in batch_index)
+    step_loss = 0.0
+    for j, index in enumerate(micro_batches):
+        batch = collate([run.train[i] for i in index], run.tok.pad_token_id, index).to(device)
+        sync = net.no_sync() if world > 1 and j < len(micro_batches) - 1 else nullcontext()
+        with sync, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            prefix = cache.prefix(model, batch, "train") if cache else None
+            logits = net(batch.input_ids, batch.attention_mask, prefix)
+            loss = ner_loss(logits, batch.labels, reduction="sum") * (weight * world / max(n_labelled, 1))
+            if aux is not None:  # auxiliary losses on target text: mean over the micro-batches
+                loss = loss + sum(aux_losses(model, next(aux), cfg, run.tok, state.generators["mask"]).values()) \
+                    / len(micro_batches)
+            if not all_finite(loss):  # every process must agree, or one would skip an all-reduce
+                state.optimizer.zero_grad(set_to_none=True)
+                return None
+            state.scaler.scale(loss).backward()
+        step_loss += loss.item() / world
+    state.scaler.unscale_(state.optimizer)  # so clipping sees the true gradient norm
+    torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups for p in g["params"]], cfg.clip)
+    state.scaler.step(state.optimizer)  # fp16: skipped if the gradients overflowed
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    return sum_over_processes(step_loss)  # the global batch's loss, not this process's share
 
 
-def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128, cache=None, name="eval"):
-    """Tag every word of every sentence (one tag per word, windows merged) and score by conlleval."""
-    preds = predict_windows(model, windows, pad_id, device, dtype, batch_size, cache, name)
-    tags = [[model.labels[i] for i in s] for s in merge_predictions(windows, preds, sentences)]
-    return score([s.tags for s in sentences], tags), tags
+class Progress:
+    """A progress line every ~10 s with the epoch's and the whole run's ETA (evaluations included)."""
+
+    def __init__(self, log, cfg, run, state, steps_per_epoch):
+        self.log, self.cfg, self.steps_per_epoch = log, cfg, steps_per_epoch
+        self.steps_left = (cfg.epochs - state.epoch) * steps_per_epoch
+        self.step_seconds, self.eval_seconds, self.last_line = [], None, 0.0
+        self.eval_windows = sum(len(w) for _, w in run.dev.values())
+
+    def eta(self):
+        per_step = sum(self.step_seconds[-50:]) / max(1, len(self.step_seconds[-50:]))
+        evals = self.eval_seconds  # before the first evaluation: ~a third of a training step per window
+        if evals is None:
+            evals = per_step / self.cfg.batch_size / 3 * self.eval_windows
+        epochs_left = math.ceil(self.steps_left / self.steps_per_epoch)
+        return self.steps_left * per_step + epochs_left * evals
+
+    def step(self, epoch, s, loss, lr, seconds):
+        self.step_seconds.append(seconds)
+        self.steps_left -= 1
+        if time.time() - self.last_line > 10 or s + 1 == self.steps_per_epoch:
+            self.last_line = time.time()
+            self.log(f"epoch {epoch + 1}/{self.cfg.epochs} step {s + 1}/{self.steps_per_epoch} loss "
+                     f"{loss:.4f} lr {lr:.2e} | run ETA {format_seconds(self.eta())}")
+
+
+def format_seconds(s):
+    return f"{s / 3600:.1f} h" if s >= 5400 else f"{s / 60:.1f} min" if s >= 90 else f"{s:.0f} s"
 
 
 # ---------------------------------------------------------------------------------------------
 # the run
 
 
-def prepare(cfg, log):
-    """Read data, build (or load) tokenizer and model: everything the loop needs."""
-    read = lambda items: {lang: read_conll(p, lang, cfg.encoding, scheme="IOB1") for lang, p in items}
-    train_sets, dev_sets, test_sets = read(cfg.train), read(cfg.dev), read(cfg.test)
-    if cfg.max_sentences:  # a fixed, seed-independent subsample: the first N sentences of each file
-        train_sets = {k: v[: cfg.max_sentences] for k, v in train_sets.items()}
-    train_sentences = [s for v in train_sets.values() for s in v]
-    labels = build_label_list(train_sentences)
-    for sets in (dev_sets, test_sets):  # a tag training never saw would be scored but never predicted
-        for v in sets.values():
-            check_labels(v, labels, strict=False)
-    unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang)]
-    languages = sorted({s.lang for s in train_sentences} | {s.lang for s in unlabeled})
-    tok, model = build_model_and_tokenizer(cfg, labels, languages, train_sentences, log)
-    # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
-    others = sorted({s[0] for s in cfg.dev + cfg.test} - set(languages))
-    lang_ids = {l: i for i, l in enumerate(languages + others)}
-    enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, lang_ids,
-                                     cfg.max_len, cfg.overlap)
-    # evaluation never needs a tag it cannot predict: unknown tags in dev/test are kept for the
-    # scorer (they count as missed entities) but mapped to "O" for the windows' label ids
-    safe = lambda v: unknown_tags_to_o(v, labels)
-    return dict(tok=tok, model=model, labels=labels, languages=languages,
-                train=enc(train_sentences), unlabeled=enc(unlabeled) if unlabeled else [],
-                dev={k: (v, enc(safe(v))) for k, v in dev_sets.items()},
-                test={k: (v, enc(safe(v))) for k, v in test_sets.items()},
-                n_train_sentences=len(train_sentences))
-
-
 def train(cfg):
     """Train one seed; returns the final record (best epoch, dev and test F1 per language)."""
+    check_config(cfg)
     rank, world, device = setup_distributed(cfg.device)
     quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     precision, dtype = resolve_precision(cfg, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    point = open_run_folder(cfg, rank, log)
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     random.seed(cfg.seed)
     run = prepare(cfg, log)
-    model, tok, windows = run["model"].to(device), run["tok"], run["train"]
+    model = run.model.to(device)
     # DDP all-reduces gradients during backward; frozen tensors (requires_grad=False) are
     # neither hooked nor all-reduced, so --frz needs no find_unused_parameters.
     net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) \
         if world > 1 else model
-    n_labelled = [sum(l != IGNORE_INDEX for l in w.labels) for w in windows]
-    steps_per_epoch = math.ceil(len(windows) / cfg.batch_size)
-    # each process takes 1/world of every global batch, split into grad_accum micro-batches
-    micro_size = math.ceil(cfg.batch_size / (world * cfg.grad_accum))
-    total = steps_per_epoch * cfg.epochs
-    optimizer = make_optimizer(model, cfg)
-    # fp16 needs loss scaling against underflow; for bf16 and fp32 the scaler does nothing
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    data_gen = torch.Generator().manual_seed(cfg.seed)  # batch order: the same in every process
-    mask_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank)  # cloze masks
-    aux_gen = torch.Generator().manual_seed(cfg.seed + 2 + 1000 * rank)  # order of the target text
-    state = dict(epoch=0, step=0, best_f1=-1.0, best_epoch=0, history=[])
-    if cfg.resume:
-        state = load_run(cfg.out, model, optimizer, scaler, data_gen, mask_gen, device, aux_gen=aux_gen)
-        log(f"resumed from {cfg.out}/last after epoch {state['epoch']}")
-    log(f"{run['n_train_sentences']} training sentences -> {len(windows)} windows of <= {cfg.max_len} "
+    state = TrainerState(make_optimizer(model, cfg),
+                         # fp16 needs loss scaling against underflow; for bf16 and fp32 it does nothing
+                         torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+                         dict(data=torch.Generator().manual_seed(cfg.seed),  # batch order: same everywhere
+                              mask=torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank),
+                              aux=torch.Generator().manual_seed(cfg.seed + 2 + 1000 * rank)))
+    if point is not None:
+        runs.load_weights_into(model, Path(cfg.out) / "last")
+        state.load_state_dict(point[1])
+        log(f"resumed {cfg.out} after epoch {state.epoch}")
+    steps_per_epoch = math.ceil(len(run.train) / cfg.batch_size)
+    # the schedule's length: the batches done plus those left. For an unchanged run that is epochs x
+    # steps_per_epoch; after a deliberate change of --epochs or of the data on --resume
+    # (--allow-change) the decay stretches to the new end instead of leaving lr at 0
+    total = state.step + (cfg.epochs - state.epoch) * steps_per_epoch
+    log(f"{run.n_train_sentences} training sentences -> {len(run.train)} windows of <= {cfg.max_len} "
         f"pieces; {steps_per_epoch} steps/epoch; precision {precision} on {device}"
         f"{f' x {world} processes' if world > 1 else ''}; #frz {cfg.frz}; aux {'+'.join(cfg.aux) or 'none'}")
-    targets_dev = [l for l in cfg.target if l in run["dev"]] or list(run["dev"])
-    aux_windows = run["unlabeled"]
-    bad_steps = 0
+    if not run.dev:
+        log("no --dev data: nothing to select on, so the LAST epoch's model is kept as best/")
     cache = PrefixCache(cfg.cache_gb) if cfg.frz >= 0 and cfg.cache_frozen else None
+    progress = Progress(log, cfg, run, state, steps_per_epoch)
 
-    for epoch in range(state["epoch"], cfg.epochs):
+    for epoch in range(state.epoch, cfg.epochs):
         net.train()
-        t0, seen, running, aux_order = time.time(), 0, 0.0, []
-        batches = batch_indices([len(w.input_ids) for w in windows], cfg.batch_size,
-                                shuffle=True, bucket=cfg.bucket, generator=data_gen)
+        t0, losses, skipped, in_a_row = time.time(), [], 0, 0
+        aux = aux_batches(run.unlabeled, math.ceil(cfg.batch_size / (world * cfg.grad_accum)), cfg,
+                          run.tok.pad_token_id, state.generators["aux"]) if cfg.aux else None
+        batches = batch_indices([len(w.input_ids) for w in run.train], cfg.batch_size, shuffle=True,
+                                bucket=cfg.bucket, generator=state.generators["data"])
         for s, batch_index in enumerate(batches):
-            # The same global batches whatever grad_accum and the number of processes are: this
-            # process takes every world-th window of it and splits its share into micro-batches.
-            share = batch_index[rank::world] or batch_index[:1]  # an empty share still joins the all-reduce
-            weight = 1.0 if batch_index[rank::world] else 0.0
-            group = [share[j:j + micro_size] for j in range(0, len(share), micro_size)]
-            lr = get_lr(state["step"], total, cfg)
-            for g in optimizer.param_groups:
+            t_step = time.time()
+            lr = get_lr(state.step, total, cfg)
+            for g in state.optimizer.param_groups:
                 g["lr"] = lr
-            # "accumulation done right": every micro-batch divides its summed loss by the number
-            # of labelled pieces in the WHOLE global batch, so the update equals one big batch's
-            # (x world because DDP averages the processes' gradients, where we want their sum)
-            n_tokens = sum(n_labelled[i] for i in batch_index)
-            step_loss, finite = 0.0, True
-            for j, index in enumerate(group):
-                batch = collate([windows[i] for i in index], tok.pad_token_id, index).to(device)
-                sync = net.no_sync() if world > 1 and j < len(group) - 1 else nullcontext()
-                with sync, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-                    prefix = cache.prefix(model, batch, "train") if cache else None
-                    logits = net(batch.input_ids, batch.attention_mask, prefix)
-                    n_here = (batch.labels != IGNORE_INDEX).sum()
-                    loss = ner_loss(logits, batch.labels) * n_here * world * weight / max(n_tokens, 1)
-                    if cfg.aux and aux_windows:
-                        if not aux_order:  # cycle through the target text, reshuffled each pass
-                            aux_order = batch_indices([len(w.input_ids) for w in aux_windows],
-                                                      micro_size, bucket=cfg.bucket, generator=aux_gen)
-                        ai = aux_order.pop()
-                        ab = collate([aux_windows[i] for i in ai], tok.pad_token_id, ai).to(device)
-                        loss = loss + sum(aux_losses(model, ab, cfg, tok, mask_gen).values()) / len(group)
-                    finite = all_finite(loss)
-                    if not finite:
-                        break
-                    scaler.scale(loss).backward()
-                step_loss += loss.item() / world
-            if not finite:
-                # fp16 overflow is the scaler's business (it skips the step); a loss that stays
-                # NaN/inf means training diverged: stop, leaving the last good checkpoint intact
-                optimizer.zero_grad(set_to_none=True)
-                bad_steps += 1
-                if bad_steps >= 10:
-                    raise FloatingPointError(
-                        f"loss was NaN/inf for {bad_steps} steps in a row (epoch {epoch + 1}, step {s + 1}); "
-                        f"stopping. The last good checkpoint is in {cfg.out}/last. Try a lower --lr "
-                        f"or --precision fp32.")
+            loss = train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, aux)
+            state.step += 1  # the schedule counts batches, updated or not
+            if loss is None:  # not finite: no update; many in a row is divergence
+                skipped, in_a_row = skipped + 1, in_a_row + 1
+                if in_a_row >= 10:
+                    raise diverged(in_a_row, epoch, s, cfg)
                 continue
-            bad_steps = 0
-            scaler.unscale_(optimizer)  # so clipping sees the true gradient norm
-            torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], cfg.clip)
-            scaler.step(optimizer)
-            scaler.update()
-            optimizer.zero_grad(set_to_none=True)
-            state["step"] += 1
-            seen += len(batch_index)
-            running += sum_over_processes(step_loss)  # the global batch's loss, not this share's
-            if not quiet and (s % 20 == 0 or s == steps_per_epoch - 1):
-                rate = seen / (time.time() - t0)
-                eta = (steps_per_epoch - s - 1) * (time.time() - t0) / (s + 1)
-                log(f"epoch {epoch + 1}/{cfg.epochs} step {s + 1}/{steps_per_epoch} loss {running / (s + 1):.4f} "
-                    f"lr {lr:.2e} {rate:.0f} windows/s ETA {eta:.0f}s")
-
-        # -- end of epoch: evaluate every dev set, keep the best model, log -------------------
-        # Model selection (paper: "the model with the best F1 on the development set"): the F1 of
-        # all dev sentences pooled; in zero-shot, of the target languages' dev sets only.
-        dev, tags = {}, {}
-        for lang, (sents, wins) in run["dev"].items():
-            dev[lang], tags[lang] = evaluate(model, sents, wins, tok.pad_token_id, device, dtype,
-                                             cfg.eval_batch_size, cache, f"dev-{lang}")
-        pooled = score([s.tags for l in targets_dev for s in run["dev"][l][0]],
-                       [t for l in targets_dev for t in tags[l]]) if dev else None
-        sel = pooled.f1 if pooled else epoch  # no dev set: the last epoch counts as best
-        record = dict(epoch=epoch + 1, train_loss=running / max(1, steps_per_epoch), lr=lr,
-                      seconds=round(time.time() - t0, 2), selection_f1=sel,
-                      dev={l: dict(f1=d.f1, precision=d.precision, recall=d.recall) for l, d in dev.items()})
-        state["history"].append(record)
-        log(f"epoch {epoch + 1}: dev F1 " + " ".join(f"{l} {d.f1 * 100:.2f}" for l, d in dev.items())
-            + (f" | selection ({'+'.join(targets_dev)}) {sel * 100:.2f}" if pooled else ""))
-        state["epoch"] = epoch + 1
-        is_best = sel > state["best_f1"]
-        if is_best:
-            state["best_f1"], state["best_epoch"] = sel, epoch + 1
-        if rank == 0:
-            save_run(cfg, run, model, optimizer, scaler, data_gen, mask_gen, state, best=is_best,
-                     aux_gen=aux_gen)
-            write_log(cfg.out, record, state["history"], run["dev"].keys(), state["best_epoch"])
-        barrier()  # the others wait until rank 0 has written the checkpoint
+            in_a_row = 0
+            losses.append(loss)
+            progress.step(epoch, s, sum(losses) / len(losses), lr, time.time() - t_step)
+        t_eval = time.time()
+        end_of_epoch(model, run, state, cfg, device, dtype, cache, log,
+                     dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
+                          skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
+        progress.eval_seconds = time.time() - t_eval
         if cfg.stop_after and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
             log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
-            return dict(stopped=True, **state)
+            return dict(stopped=True, epoch=state.epoch, best_epoch=state.best_epoch, best_f1=state.best_f1)
+    return test_best(model, run, state, cfg, device, dtype, log)
 
-    # -- test the best model on every test set ------------------------------------------------
-    best = load_run(cfg.out, model, which="best", device=device)
-    results = dict(seed=cfg.seed, best_epoch=state["best_epoch"], best_dev_f1=state["best_f1"], test={})
-    for lang, (sents, wins) in run["test"].items():
-        s, tags = evaluate(model, sents, wins, tok.pad_token_id, device, dtype, cfg.eval_batch_size)
+
+def diverged(steps, epoch, s, cfg):
+    """fp16 overflow is the GradScaler's business; a loss that stays NaN/inf means training diverged."""
+    where = Path(cfg.out) / "last"
+    keep = f"The last good checkpoint is {where}." if where.is_dir() else "No checkpoint was written yet."
+    return FloatingPointError(f"the loss was NaN/inf for {steps} steps in a row (epoch {epoch + 1}, step "
+                              f"{s + 1}); stopping. {keep} Try a lower --lr or --precision fp32.")
+
+
+def end_of_epoch(model, run, state, cfg, device, dtype, cache, log, record):
+    """Evaluate every dev set, keep the best model, checkpoint, and log the epoch.
+
+    Model selection (paper: "the model with the best F1 on the development set"): the F1 of all dev
+    sentences pooled; in zero-shot, of the target languages' dev sets only. No dev set: the last epoch."""
+    if record["train_loss"] is None:
+        log(f"epoch {record['epoch']}: no step had a finite loss ({record['skipped_steps']} skipped)")
+    dev, tags = {}, {}
+    for lang, (sentences, windows) in run.dev.items():
+        dev[lang], tags[lang] = evaluate(model, sentences, windows, run.tok.pad_token_id, device, dtype,
+                                         cfg.eval_batch_size, cache, f"dev-{lang}")
+    targets = [l for l in cfg.target if l in run.dev] or list(run.dev)
+    pooled = score([s.tags for l in targets for s in run.dev[l][0]], [t for l in targets for t in tags[l]]) \
+        if dev else None
+    selection = pooled.f1 if pooled else record["epoch"]
+    state.epoch = record["epoch"]
+    if selection > state.best_f1:
+        state.best_f1, state.best_epoch = selection, state.epoch
+    state.history.append(dict(record, selection_f1=selection, best_epoch=state.best_epoch,
+                              dev={l: dict(f1=d.f1, precision=d.precision, recall=d.recall) for l, d in dev.items()}))
+    log(f"epoch {state.epoch}: dev F1 " + " ".join(f"{l} {d.f1 * 100:.2f}" for l, d in dev.items())
+        + (f" | selection ({'+'.join(targets)}) {selection * 100:.2f}" if pooled else ""))
+    if rank_and_world()[0] == 0:
+        runs.save_epoch(cfg.out, model, run.tok, state.state_dict(), run_info(cfg),
+                        is_best=state.best_epoch == state.epoch)
+        runs.write_log(cfg.out, state.history, run.dev.keys())
+    barrier()  # the others wait until rank 0 has written the checkpoint
+
+
+def test_best(model, run, state, cfg, device, dtype, log):
+    """Score the best epoch's model on every test set; say where it is and how to use it."""
+    best = Path(cfg.out) / "best"
+    runs.load_weights_into(model, best)
+    results = dict(seed=cfg.seed, best_epoch=state.best_epoch, best_dev_f1=state.best_f1, test={})
+    for lang, (sentences, windows) in run.test.items():
+        s, _ = evaluate(model, sentences, windows, run.tok.pad_token_id, device, dtype, cfg.eval_batch_size)
         results["test"][lang] = s.f1
-        log(f"\n== test {lang} (best epoch {best['epoch']}) ==\n{format_report(s)}")
+        log(f"\n== test {lang} (best epoch {state.best_epoch}) ==\n{format_report(s)}")
+    if rank_and_world()[0] == 0:
+        runs.write_json(Path(cfg.out) / "results.json", results)
+    chosen = f"dev F1 {state.best_f1 * 100:.2f}" if run.dev else "the last epoch: no dev data"
+    log(f"\nbest model: {best} (epoch {state.best_epoch}, {chosen})\ntag text with it:\n"
+        f"  python -m minibert_ner.predict --model {cfg.out} \"Angela Merkel besuchte Paris .\"")
     return results
 
 
+def report_seeds(results):
+    """Mean ± sd over seeds of best dev F1 and of test F1 per language, as a small table."""
+    import statistics
+
+    def cell(values):
+        values = [v * 100 for v in values]
+        sd = statistics.stdev(values) if len(values) > 1 else 0.0
+        return f"{statistics.mean(values):6.2f} ± {sd:4.2f}"
+    langs = sorted({l for r in results for l in r["test"]})
+    lines = [f"over {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}):",
+             f"  best dev F1 (selection)  {cell([r['best_dev_f1'] for r in results])}"]
+    lines += [f"  test F1 {l:<16} {cell([r['test'][l] for r in results])}" for l in langs]
+    return "\n".join(lines)
+
+
 def main(argv=None):
-    from .cli import configs_from_argv
-    cfgs = configs_from_argv(argv, TrainConfig)
-    results = [train(c) for c in cfgs]
-    if not any(r.get("stopped") for r in results) and rank_and_world()[0] == 0:
-        print(report_seeds(results))
-    shutdown()
-    return 0
+    from .cli import configs_from_argv, run_command
+    from .distributed import shutdown
+
+    def body(cfgs):
+        results = [train(c) for c in cfgs]
+        if not any(r.get("stopped") for r in results) and rank_and_world()[0] == 0:
+            print(report_seeds(results))
+        shutdown()
+        return 0
+    return run_command(lambda: body(configs_from_argv(argv)), argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m` runs this file as __main__, a second copy of the module; call the package's copy,
+    # whose classes (TrainConfig, ConfigError, ...) are the ones the rest of the library knows
+    import minibert_ner.train
+    sys.exit(minibert_ner.train.main())

@@ -1,5 +1,4 @@
 """The training loop under torchrun: 2 CPU processes on gloo give the single process's results."""
-import json
 import os
 import subprocess
 import sys
@@ -8,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from minibert_ner.runs import read_log
 from minibert_ner.weights import read_tensors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -34,8 +34,7 @@ def weights(out):
     return read_tensors(Path(out) / "last" / "model.safetensors")
 
 
-def log(out):
-    return [json.loads(line) for line in (Path(out) / "log.jsonl").read_text().splitlines()]
+log = read_log
 
 
 def max_diff(a, b):

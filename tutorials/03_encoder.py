@@ -46,8 +46,11 @@ if folder is None:
     small = BertModel(BertConfig(vocab_size=30, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
                                  intermediate_size=64, max_position_embeddings=64))
     save_bert(small, folder)  # Hugging Face layout: model.safetensors + config.json
-    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", "."]
+    # an uncased vocab holding every word of Step 4's sentences, as MiniLM's does
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "cat", "sat", "on", "mat", ".", "a", "is",
+              "sitting", "stock", "markets", "fell", "sharply", "monday"]
     (folder / "vocab.txt").write_text("\n".join(pieces + [f"[unused{i}]" for i in range(30 - len(pieces))]) + "\n")
+    (folder / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
 print(sorted(p.name for p in folder.iterdir()))
 
 # %% [markdown]

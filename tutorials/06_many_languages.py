@@ -22,7 +22,7 @@ sys.path.insert(0, str(REPO))  # use this checkout of the library (not needed af
 TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: a shorter run
 WORK = tempfile.TemporaryDirectory()  # the run folder goes here; deleted when Python exits
 from minibert_ner.data import build_label_list, read_conll  # noqa: E402
-from minibert_ner.runs import load_ner_model  # noqa: E402
+from minibert_ner.runs import load_ner_model, read_log  # noqa: E402
 from minibert_ner.train import TrainConfig, train  # noqa: E402
 
 SAMPLE = REPO / "data" / "sample"
@@ -74,7 +74,7 @@ print({k: v for k, v in vars(cfg).items() if k in ("target", "epochs", "lr", "ba
 
 # %%
 result = train(cfg)
-history = [json.loads(line) for line in (Path(cfg.out) / "log.jsonl").read_text().splitlines()]
+history = read_log(cfg.out)  # RUN/log.jsonl: one record per epoch
 print("epoch  " + "  ".join(f"{lang:>5}" for lang in LANGS))
 for record in history:
     print(f"{record['epoch']:>5}  " + "  ".join(f"{record['dev'][lang]['f1'] * 100:5.1f}" for lang in LANGS))

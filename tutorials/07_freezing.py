@@ -11,7 +11,6 @@
 # **Time:** 15 minutes to read; the sweep takes two or three minutes on a laptop CPU.
 
 # %%
-import json
 import os
 import sys
 import tempfile
@@ -25,6 +24,7 @@ TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: a 
 WORK = tempfile.TemporaryDirectory()  # run folders go here; deleted when Python exits
 from minibert_ner.heads import NERModel, ner_loss  # noqa: E402
 from minibert_ner.model import BertConfig, BertModel  # noqa: E402
+from minibert_ner.runs import read_log  # noqa: E402
 from minibert_ner.train import TrainConfig, make_optimizer, train  # noqa: E402
 
 torch.manual_seed(0)
@@ -118,7 +118,7 @@ for frz in sweep:
                       tiny=dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=256),
                       out=str(Path(WORK.name) / f"frz{frz}"), device="cpu", quiet=True, seed=1)
     train(cfg)
-    last = json.loads((Path(cfg.out) / "log.jsonl").read_text().splitlines()[-1])
+    last = read_log(cfg.out)[-1]
     table[frz] = {lang: last["dev"][lang]["f1"] for lang in ("en", "nl")}
 print("#frz   en (seen)   nl (zero-shot)   dev F1 after the last epoch")
 for frz, f1 in table.items():
