@@ -12,11 +12,11 @@ Loading is a rename plus a shape-checked copy, tensor by tensor (as nanoGPT's `f
   - anything else missing, unexpected or of the wrong shape is an error naming the key and both
     shapes (strict by default).
 
-Memory: a safetensors file is an 8-byte header length, a JSON header (name -> dtype, shape, byte
-range) and the raw little-endian bytes. We parse the header and `readinto` each tensor's bytes
-straight into the parameter that will hold it, so loading a 714 MB mBERT file costs the model's
-memory and nothing more (a memory-mapped load would add the mapped pages to the peak). The
-`safetensors` package writes our files and, in the tests, proves the reader reads what it reads.
+Reading the file is safetensors_file.py's job: it checks the whole header before any byte is
+read, then `readinto`s each tensor straight into the parameter that will hold it, so loading a
+714 MB mBERT file costs the model's memory and nothing more (a memory-mapped load would add the
+mapped pages to the peak), and refuses NaN or inf weights. Here, every tensor's shape and kind
+(floating point or not) are checked against the model before the first byte is copied.
 
 Saving writes Hugging Face's layout (`bert.` prefix, `config.json`) so `transformers` can load what
 we train. Left out: sharded checkpoints (`model-0000x-of-0000y.safetensors`), PyTorch `.bin` pickles.
@@ -31,15 +31,11 @@ import torch
 from safetensors.torch import save_file
 
 from .model import BertConfig, BertModel
+# the file format and its checks live in safetensors_file.py; re-exported here for callers
+from .safetensors_file import DTYPES, CheckpointError, check_finite, read_header, read_into, read_tensors
 
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-          "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8,
-          "U8": torch.uint8, "BOOL": torch.bool}
-DTYPE_NAMES = {v: k for k, v in DTYPES.items()}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be loaded; the message says which file and which key."""
+__all__ = ["CheckpointError", "LoadReport", "check_vocab_size", "hf_config", "load_bert", "read_header",
+           "read_mlm_head", "read_tensors", "save_bert", "save_safetensors"]
 
 
 @dataclass
@@ -50,66 +46,6 @@ class LoadReport:
     loaded: list = field(default_factory=list)   # checkpoint keys copied into the encoder
     skipped: list = field(default_factory=list)  # (checkpoint key, why it was not needed)
     warnings: list = field(default_factory=list)  # missing/unexpected keys tolerated by strict=False
-
-
-# ---------------------------------------------------------------------------------------------
-# reading safetensors
-
-
-def read_header(path):
-    """Parse a safetensors header: {name: {"dtype", "shape", "data_offsets"}}, and where data starts."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        head = f.read(8)
-        if len(head) < 8:
-            raise CheckpointError(f"{path}: {size} bytes is too short to be a safetensors file")
-        n = int.from_bytes(head, "little")
-        if n > size - 8:
-            raise CheckpointError(f"{path}: header claims {n} bytes but the file has {size}; "
-                                  f"truncated, or not a safetensors file")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise CheckpointError(f"{path}: the header is not valid JSON; corrupt file") from None
-    header.pop("__metadata__", None)
-    data_size = size - 8 - n
-    for name, e in header.items():
-        # check every entry up front, so a truncated file fails before any copying starts
-        begin, end = e["data_offsets"]
-        if e["dtype"] not in DTYPES:
-            raise CheckpointError(f"{path}: tensor {name!r} has unsupported dtype {e['dtype']}")
-        numel = 1
-        for d in e["shape"]:
-            numel *= d
-        if end - begin != numel * DTYPES[e["dtype"]].itemsize or end > data_size:
-            raise CheckpointError(f"{path}: tensor {name!r} {e['dtype']}{e['shape']} has byte range "
-                                  f"{begin}..{end} but the data section is {data_size} bytes; "
-                                  f"the file is truncated or corrupt")
-    return header, 8 + n
-
-
-def _read_into(f, entry, data_start, out):
-    """Read one tensor's bytes into `out` (contiguous, same dtype and numel) without a copy."""
-    f.seek(data_start + entry["data_offsets"][0])
-    buf = out.view(-1).view(torch.uint8).numpy()  # the parameter's own memory, as bytes
-    if f.readinto(buf) != buf.nbytes:
-        raise CheckpointError(f"{f.name}: unexpected end of file")
-
-
-def read_tensors(path, names=None):
-    """Read tensors (all, or those in `names`) from a safetensors file into new CPU tensors."""
-    header, start = read_header(path)
-    out = {}
-    with open(path, "rb") as f:
-        for name, e in header.items():
-            if names is None or name in names:
-                t = torch.empty(e["shape"], dtype=DTYPES[e["dtype"]])
-                _read_into(f, e, start, t)
-                out[name] = t
-    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -203,26 +139,35 @@ def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True):
         problems.append(f"unexpected key {key!r} {header[key]['dtype']}{header[key]['shape']}")
     missing = [n for n in params if n not in by_name]
     problems += [f"missing key {n!r}, expected shape {list(params[n].shape)}" for n in missing]
+    # Shapes and kinds first, so a wrong file fails before a single byte is copied.
+    for name, p in params.items():
+        if name in by_name:
+            e = header[by_name[name]]
+            if list(e["shape"]) != list(p.shape):
+                problems.append(f"shape mismatch for {by_name[name]!r}: checkpoint {e['shape']}, "
+                                f"model {list(p.shape)} (does the config match the weights?)")
+            elif DTYPES[e["dtype"]].is_floating_point != p.is_floating_point():
+                # e.g. an I32 header over F32 bytes: the weights would become integers ~1e9
+                problems.append(f"dtype {e['dtype']} for {by_name[name]!r}: the model's {p.dtype} "
+                                f"parameter expects floating-point data (F32, F16, BF16 or F64)")
+    fatal = [m for m in problems if strict or m.startswith(("shape", "dtype"))]
+    if fatal:
+        raise CheckpointError(f"{weights}: cannot load into BertModel({_describe(config)}):\n  "
+                              + "\n  ".join(fatal))
 
     with open(weights, "rb") as f, torch.no_grad():
         for name, p in params.items():
             if name not in by_name:
                 continue
-            e = header[by_name[name]]
-            if list(e["shape"]) != list(p.shape):
-                problems.append(f"shape mismatch for {by_name[name]!r}: checkpoint {e['shape']}, "
-                                f"model {list(p.shape)} (does the config match the weights?)")
-            elif DTYPES[e["dtype"]] == p.dtype:
-                _read_into(f, e, start, p.data)
+            key = by_name[name]
+            if DTYPES[header[key]["dtype"]] == p.dtype:
+                read_into(f, key, header[key], start, p.data)
             else:  # e.g. an fp16 checkpoint into an fp32 model: one tensor's temporary copy
-                t = torch.empty(e["shape"], dtype=DTYPES[e["dtype"]])
-                _read_into(f, e, start, t)
+                t = torch.empty(header[key]["shape"], dtype=DTYPES[header[key]["dtype"]])
+                read_into(f, key, header[key], start, t)
                 p.copy_(t)
+                check_finite(weights, key, p)  # F64 -> F32 may overflow to inf
 
-    fatal = [m for m in problems if strict or m.startswith("shape")]
-    if fatal:
-        raise CheckpointError(f"{weights}: cannot load into BertModel({_describe(config)}):\n  "
-                              + "\n  ".join(fatal))
     report = LoadReport(str(weights), loaded=[by_name[n] for n in params if n in by_name],
                         skipped=skipped, warnings=problems)
     if verbose:
@@ -250,6 +195,10 @@ def read_mlm_head(path):
     weights = path / "model.safetensors" if path.is_dir() else path  # no config needed: names only
     header, _ = read_header(weights)
     keys = [k for k in header if canonical_name(k).startswith("cls.predictions.")]
+    for key in keys:  # the cloze head's parameters are floating point, like the encoder's
+        if not DTYPES[header[key]["dtype"]].is_floating_point:
+            raise CheckpointError(f"{weights}: tensor {key!r} is {header[key]['dtype']}; expected "
+                                  f"floating-point data (F32, F16, BF16 or F64): a corrupt header")
     tensors = read_tensors(weights, set(keys))
     return {canonical_name(k)[len("cls.predictions."):]: t for k, t in tensors.items()}
 
