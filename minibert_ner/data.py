@@ -13,6 +13,7 @@ file and line, never a skipped line.
 from __future__ import annotations
 
 import argparse
+import codecs
 import hashlib
 import json
 import os
@@ -30,6 +31,10 @@ SCHEMES = ("IOB1", "IOB2")
 # CoNLL file stems name their language with three letters; everything else uses ISO 639-1.
 _LANG_BY_STEM = {"eng": "en", "deu": "de", "esp": "es", "ned": "nl"}
 _TAG = re.compile(r"O|[BI]-\S+")  # "O", or B-/I- followed by a non-empty type
+# Columns are separated by runs of ASCII whitespace (space, tab, and the \r of CRLF files; \v, \f
+# too): what CoNLL files use. Everything else is part of a token: NBSP (10\u00a0000), U+2028,
+# U+3000 and control characters such as \x1f, so such a token never shifts the columns.
+_COLUMN = re.compile(r"[^ \t\r\v\f]+")
 
 
 def shared_data_dir() -> Path:
@@ -77,6 +82,44 @@ def infer_lang(path: str | Path) -> str:
     raise DataError(f"{path}: cannot tell the language from the file name; pass lang='xx'")
 
 
+def read_file(path, encoding="utf-8", what="a CoNLL or WikiANN file") -> str:
+    """The text of one file, decoded on its own: a UTF-8 byte-order mark is dropped, undecodable
+    bytes are an error naming file, line and option, and a non-UTF-8 `encoding` for a file that is
+    valid UTF-8 with non-ASCII text warns (Latin-1 would silently turn "für" into "fÃ¼r")."""
+    try:
+        raw = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+    except FileNotFoundError:
+        raise DataError(f"{path}:0: no such file; expected {what}") from None
+    except OSError as err:  # a folder, no permission, ...
+        raise DataError(f"{path}:0: cannot read it ({err.strerror}); expected {what}") from None
+    try:
+        name = codecs.lookup(encoding).name
+        text = raw.decode(encoding)
+    except LookupError:
+        raise DataError(f"{path}:0: unknown encoding {encoding!r}; use e.g. --encoding utf-8 "
+                        f"or --encoding latin-1") from None
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1  # the line holding the first bad byte
+        hint = ("if it is Latin-1, as the original CoNLL-2002 files are, pass --encoding latin-1 "
+                "(encoding='latin-1' in Python)" if name == "utf-8" else "pass its real --encoding")
+        raise DataError(f"{path}:{line}: byte 0x{raw[err.start]:02x} is not valid {encoding}; "
+                        f"{hint}") from None
+    if name != "utf-8" and not raw.isascii() and _is_utf8(raw):
+        warnings.warn(f"{path}: read as {encoding}, but it is valid UTF-8 with non-ASCII text, "
+                      f"which {encoding} garbles; drop --encoding {encoding} for it, or convert "
+                      f"the {encoding} files: iconv -f {encoding} -t utf-8 FILE > FILE.utf8",
+                      stacklevel=3)
+    return text
+
+
+def _is_utf8(raw: bytes) -> bool:
+    try:
+        raw.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
+
+
 def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]:
     """Read a CoNLL-2002/2003 or WikiANN file: token first, NER tag last, blank line between sentences.
 
@@ -86,17 +129,8 @@ def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]
     lang = lang or infer_lang(path)
     if scheme is not None and scheme not in SCHEMES:
         raise ValueError(f"scheme must be one of {SCHEMES} or None, got {scheme!r}")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path}:0: no such file; expected a CoNLL or WikiANN file "
-                        f"(`python -m minibert_ner.data list` shows where to get one)") from None
-    try:
-        text = raw.decode(encoding)
-    except UnicodeDecodeError as err:
-        line = raw.count(b"\n", 0, err.start) + 1  # the line holding the first bad byte
-        raise DataError(f"{path}:{line}: not valid {encoding}; the original CoNLL-2002 files are "
-                        f"latin-1: pass encoding=\"latin-1\"") from None
+    text = read_file(path, encoding, "a CoNLL or WikiANN file (`python -m minibert_ner.data list` "
+                                      "shows where to get one)")
 
     sentences, words, tags = [], [], []
     first_line, n_columns = 0, None
@@ -108,9 +142,9 @@ def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]
             tags.clear()
 
     # split("\n"), not splitlines(): the latter also breaks at \x1c, \x85 or \u2028, which can
-    # be inside a token. str.split() below drops a trailing "\r", so CRLF files need no special case.
+    # be inside a token (see _COLUMN). _COLUMN drops a trailing "\r": CRLF files need no special case.
     for number, line in enumerate(text.split("\n"), start=1):
-        columns = line.split()
+        columns = _COLUMN.findall(line)
         if not columns:  # "", "\r", " \r": a sentence boundary
             end_sentence()
             continue
@@ -243,11 +277,11 @@ def check_labels(sentences: list[Sentence], labels: list[str], strict: bool = Tr
     return unknown
 
 
-def read_text(path_or_lines, lang: str) -> list[Sentence]:
-    """Unlabelled text, one sentence per line, split at whitespace (punctuation is the tokenizer's job)."""
+def read_text(path_or_lines, lang: str, encoding: str = "utf-8") -> list[Sentence]:
+    """Unlabelled text, one sentence per line, split at any whitespace (punctuation is the tokenizer's job)."""
     if isinstance(path_or_lines, (str, Path)):
         source = str(path_or_lines)
-        lines = Path(path_or_lines).read_text(encoding="utf-8").split("\n")
+        lines = read_file(path_or_lines, encoding, "raw text, one sentence per line").split("\n")
     else:
         source, lines = "", list(path_or_lines)
     return [Sentence(line.split(), [], lang, source, number)
@@ -339,7 +373,7 @@ def describe(path, lang=None, encoding="utf-8") -> str:
 
 
 def main(argv=None) -> int:
-    """The command line; returns the exit status (1 with a plain message on any DataError)."""
+    """The command line; returns the exit status: 2 and one line naming the file for bad input."""
     parser = argparse.ArgumentParser(
         prog="python -m minibert_ner.data",
         description="Public NER corpora: list where they come from, download and verify them, "
@@ -356,8 +390,19 @@ def main(argv=None) -> int:
     fetch.add_argument("--to", default="data/raw", help="folder to put NAME/ in (default data/raw)")
     stats = commands.add_parser("stats", help="sentences, tokens, entities per type, tag scheme")
     stats.add_argument("files", nargs="+")
-    stats.add_argument("--encoding", default="utf-8", help="latin-1 for the original CoNLL-2002 files")
+    stats.add_argument("--encoding", default="utf-8", help="of every FILE (default utf-8); latin-1 "
+                       "for the original CoNLL-2002 files")
     args = parser.parse_args(argv)
+    # Warnings (e.g. a UTF-8 file read as latin-1) print as one line each, like the errors.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        status = _run(args)
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    return status
+
+
+def _run(args) -> int:
     try:
         if args.command == "list":
             for name, dataset in load_manifest().items():
@@ -374,7 +419,10 @@ def main(argv=None) -> int:
                 print(describe(path, encoding=args.encoding))
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return 2
+    except OSError as err:  # e.g. a --to folder that cannot be written
+        print(f"error: {err.filename}: {err.strerror}; choose a folder you can write to", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -4,7 +4,11 @@ import hashlib
 import importlib.util
 import io
 import json
+import re
+import subprocess
+import sys
 import urllib.error
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -108,9 +112,55 @@ def test_crlf_whitespace_separators_and_docstart_without_blank_line(tmp_path):
 
 def test_latin1_file_read_as_utf8_says_what_to_do(tmp_path):
     path = write(tmp_path, "esp.train", "El O\nRío I-LOC\n", encoding="latin-1")
-    with pytest.raises(DataError, match=rf'{path}:2: not valid utf-8.*encoding="latin-1"'):
+    with pytest.raises(DataError, match=rf"{path}:2: byte 0xed is not valid utf-8; .*pass --encoding latin-1"):
         read_conll(path)
     assert read_conll(path, encoding="latin-1")[0].words == ["El", "Río"]
+    raw = write(tmp_path, "raw.txt", "Río\n", encoding="latin-1")
+    with pytest.raises(DataError, match=rf"{raw}:1: byte 0xed is not valid utf-8; .*--encoding latin-1"):
+        read_text(raw, "es")
+
+
+def test_latin1_choice_on_a_utf8_file_warns(tmp_path):
+    # Each file is decoded on its own: a UTF-8 file read as Latin-1 would give "fÃ¼r"; say so.
+    path = write(tmp_path, "deu.train", "für O\n")
+    with pytest.warns(UserWarning, match=rf"{path}: read as latin-1, but it is valid UTF-8 .*iconv"):
+        assert read_conll(path, encoding="latin-1")[0].words == ["fÃ¼r"]
+    with pytest.warns(UserWarning, match=rf"{path}: read as cp1252"):
+        read_text(path, "de", encoding="cp1252")
+    ascii_only = write(tmp_path, "eng.train", "EU I-ORG\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pure ASCII reads the same in both: nothing to warn about
+        read_conll(ascii_only, encoding="latin-1")
+    with pytest.raises(DataError, match=rf"{ascii_only}:0: unknown encoding 'latin-9x'"):
+        read_conll(ascii_only, encoding="latin-9x")
+
+
+@pytest.mark.parametrize("encoding", ["utf-8", "latin-1"])
+def test_byte_order_mark_is_dropped_everywhere(tmp_path, encoding):
+    bom = b"\xef\xbb\xbf"
+    path = tmp_path / "eng.train"
+    path.write_bytes(bom + b"-DOCSTART- -X- O\n\nEU I-ORG\n")  # the marker, not a sentence
+    assert [(s.words, s.line) for s in read_conll(path, encoding=encoding)] == [(["EU"], 3)]
+    path.write_bytes(bom + b"EU I-ORG\n")
+    assert read_conll(path, encoding=encoding)[0].words == ["EU"]
+    path.write_bytes(bom + b"EU rejects\n")
+    assert read_text(path, "en", encoding=encoding)[0].words == ["EU", "rejects"]
+
+
+@pytest.mark.parametrize("token", [
+    "10\u00a0000",  # NBSP inside a number
+    "a\u2028b",  # LINE SEPARATOR
+    "a\x1fb",  # UNIT SEPARATOR, a control character
+    "a\x85b",  # NEXT LINE
+    "a\u3000b",  # IDEOGRAPHIC SPACE
+    "\u00a0",  # a token that is only a no-break space
+])
+def test_only_ascii_whitespace_separates_columns(tmp_path, token):
+    # Space, tab, \r, \v and \f separate columns; any other character, even one Python calls
+    # whitespace, is part of the token, so the tag stays the last column.
+    path = write(tmp_path, "eng.train", f"EU I-ORG\n{token} O\nBonn\t \x0b\x0cI-LOC\r\n")
+    (sentence,) = read_conll(path)
+    assert sentence.words == ["EU", token, "Bonn"] and sentence.tags == ["I-ORG", "O", "I-LOC"]
 
 
 @pytest.mark.parametrize("text, line, what", [
@@ -310,11 +360,33 @@ def test_command_line(tmp_path, capsys):
     assert capsys.readouterr().out == f"{path}: 2 sentences, 4 tokens, entities: MISC 1, ORG 1, PER 1; scheme IOB1\n"
     assert data.main(["list"]) == 0
     assert "wikiann-sw" in capsys.readouterr().out
-    assert data.main(["stats", str(tmp_path / "none")]) == 1
+    assert data.main(["stats", str(tmp_path / "none")]) == 2
     assert "no such file" in capsys.readouterr().err
+    assert data.main(["stats", str(tmp_path)]) == 2  # a folder
+    assert capsys.readouterr().err == f"error: {tmp_path}:0: cannot read it (Is a directory); expected a CoNLL or WikiANN file (`python -m minibert_ner.data list` shows where to get one)\n"
+    utf8 = write(tmp_path, "deu.testa", "für O\n")
+    assert data.main(["stats", "--encoding", "latin-1", str(utf8)]) == 0
+    assert capsys.readouterr().err.startswith(f"warning: {utf8}: read as latin-1, but it is valid UTF-8")
     with pytest.raises(SystemExit):
         data.main(["--help"])
     assert "download" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, options, message", [
+    ("Río I-LOC\n".encode("latin-1"), [], r":1: byte 0xed is not valid utf-8; .* --encoding latin-1"),
+    (b"EU I-ORG\nrejects\n", [], r":2: 1 column\(s\), expected 2"),
+    (b"EU B_ORG\n", [], r":1: bad tag 'B_ORG'"),
+    (b"EU I-ORG\n", ["--encoding", "klingon"], r":0: unknown encoding 'klingon'"),
+    (None, [], r":0: no such file"),
+])
+def test_command_line_bad_input_is_one_line_exit_2(tmp_path, content, options, message):
+    path = tmp_path / "eng.train"
+    if content is not None:
+        path.write_bytes(content)
+    run = subprocess.run([sys.executable, "-m", "minibert_ner.data", "stats", *options, str(path)],
+                         capture_output=True, text=True, cwd=REPO)
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("\n") == 1 and re.match(rf"error: {path}{message}", run.stderr), run.stderr
 
 
 # ---------------------------------------------------------------------------------------------
