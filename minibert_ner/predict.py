@@ -100,12 +100,14 @@ def build_parser():
     p.add_argument("--max-len", type=int, default=64, help="most pieces per window (default 64, as in training)")
     p.add_argument("--overlap", type=int, default=8, help="pieces shared by consecutive windows (default 8)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
     return p
 
 
 def main(argv=None):
     from .cli import run_command
-    return run_command(lambda: tag(build_parser().parse_args(argv)), argv)
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: tag(args), args.debug)
 
 
 def tag(a):

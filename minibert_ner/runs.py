@@ -159,7 +159,8 @@ def recover(out):
 
     X.old without X: killed between the two renames of a swap -> X.old is the complete previous
     checkpoint, put it back. X.old beside X: killed before deleting it -> delete it. X.tmp: a
-    checkpoint that was never swapped in -> delete it (the epoch is trained again)."""
+    checkpoint that was never swapped in -> delete it (the epoch is trained again). The log is
+    rewritten from the resumed state, so a half-written one needs no repair."""
     out, notes = Path(out), []
     for c in CHECKPOINTS:
         final, old, tmp = out / c, out / f"{c}.old", out / f"{c}.tmp"
@@ -170,6 +171,9 @@ def recover(out):
             if leftover.exists():
                 shutil.rmtree(leftover)
                 notes.append(f"deleted the unfinished {leftover}")
+    for name in RUN_FILES:  # a log, plot or result written aside and never renamed
+        if (out / f"{name}.tmp").exists():
+            (out / f"{name}.tmp").unlink()
     return notes
 
 

@@ -463,6 +463,8 @@ def train(cfg):
     if point is not None:
         runs.load_weights_into(model, Path(cfg.out) / "last")
         state.load_state_dict(point[1])
+        if rank == 0:  # the log as of the checkpoint: a run killed before writing it loses no line
+            runs.write_log(cfg.out, state.history, run.dev.keys())
         log(f"resumed {cfg.out} after epoch {state.epoch}")
     steps_per_epoch = math.ceil(len(run.train) / cfg.batch_size)
     # the schedule's length: the batches done plus those left. For an unchanged run that is epochs x
@@ -580,16 +582,17 @@ def report_seeds(results):
 
 
 def main(argv=None):
-    from .cli import configs_from_argv, run_command
+    from .cli import build_parser, configs_from_args, run_command
     from .distributed import shutdown
 
-    def body(cfgs):
-        results = [train(c) for c in cfgs]
+    def body(args):
+        results = [train(c) for c in configs_from_args(args)]
         if not any(r.get("stopped") for r in results) and rank_and_world()[0] == 0:
             print(report_seeds(results))
         shutdown()
         return 0
-    return run_command(lambda: body(configs_from_argv(argv)), argv)
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: body(args), getattr(args, "debug", False))
 
 
 if __name__ == "__main__":
