@@ -83,32 +83,38 @@ def infer_lang(path: str | Path) -> str:
 
 
 def read_file(path, encoding="utf-8", what="a CoNLL or WikiANN file") -> str:
-    """The text of one file, decoded on its own: a UTF-8 byte-order mark is dropped, undecodable
-    bytes are an error naming file, line and option, and a non-UTF-8 `encoding` for a file that is
-    valid UTF-8 with non-ASCII text warns (Latin-1 would silently turn "für" into "fÃ¼r")."""
+    """The text of one file, decoded on its own (see `decode`); a missing file names what was expected."""
     try:
-        raw = Path(path).read_bytes().removeprefix(codecs.BOM_UTF8)
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise DataError(f"{path}:0: no such file; expected {what}") from None
     except OSError as err:  # a folder, no permission, ...
         raise DataError(f"{path}:0: cannot read it ({err.strerror}); expected {what}") from None
+    return decode(raw, path, encoding)
+
+
+def decode(raw: bytes, source, encoding="utf-8") -> str:
+    """Bytes -> text for one file (`source` names it in messages): a UTF-8 byte-order mark is dropped,
+    undecodable bytes are an error naming file, line and option, and a non-UTF-8 `encoding` for bytes
+    that are valid UTF-8 with non-ASCII text warns (Latin-1 would silently turn "für" into "fÃ¼r")."""
+    raw = raw.removeprefix(codecs.BOM_UTF8)
     try:
         name = codecs.lookup(encoding).name
         text = raw.decode(encoding)
     except LookupError:
-        raise DataError(f"{path}:0: unknown encoding {encoding!r}; use e.g. --encoding utf-8 "
+        raise DataError(f"{source}:0: unknown encoding {encoding!r}; use e.g. --encoding utf-8 "
                         f"or --encoding latin-1") from None
     except UnicodeDecodeError as err:
         line = raw.count(b"\n", 0, err.start) + 1  # the line holding the first bad byte
         hint = ("if it is Latin-1, as the original CoNLL-2002 files are, pass --encoding latin-1 "
                 "(encoding='latin-1' in Python)" if name == "utf-8" else "pass its real --encoding")
-        raise DataError(f"{path}:{line}: byte 0x{raw[err.start]:02x} is not valid {encoding}; "
+        raise DataError(f"{source}:{line}: byte 0x{raw[err.start]:02x} is not valid {encoding}; "
                         f"{hint}") from None
     if name != "utf-8" and not raw.isascii() and _is_utf8(raw):
-        warnings.warn(f"{path}: read as {encoding}, but it is valid UTF-8 with non-ASCII text, "
+        warnings.warn(f"{source}: read as {encoding}, but it is valid UTF-8 with non-ASCII text, "
                       f"which {encoding} garbles; drop --encoding {encoding} for it, or convert "
                       f"the {encoding} files: iconv -f {encoding} -t utf-8 FILE > FILE.utf8",
-                      stacklevel=3)
+                      stacklevel=4)
     return text
 
 
@@ -118,6 +124,11 @@ def _is_utf8(raw: bytes) -> bool:
         return True
     except UnicodeDecodeError:
         return False
+
+
+def split_columns(line: str) -> list[str]:
+    """The columns of one CoNLL line, split at runs of ASCII whitespace only (see _COLUMN)."""
+    return _COLUMN.findall(line)
 
 
 def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]:
@@ -142,9 +153,9 @@ def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]
             tags.clear()
 
     # split("\n"), not splitlines(): the latter also breaks at \x1c, \x85 or \u2028, which can
-    # be inside a token (see _COLUMN). _COLUMN drops a trailing "\r": CRLF files need no special case.
+    # be inside a token (see _COLUMN). A trailing "\r" is a separator: CRLF files need no special case.
     for number, line in enumerate(text.split("\n"), start=1):
-        columns = _COLUMN.findall(line)
+        columns = split_columns(line)
         if not columns:  # "", "\r", " \r": a sentence boundary
             end_sentence()
             continue

@@ -500,8 +500,8 @@ def test_evaluate_cli_prints_the_report(tmp_path, capsys):
 
 def test_evaluate_cli_reads_stdin_and_pools_files(tmp_path, capsys, monkeypatch):
     path = tmp_path / "a.tsv"
-    path.write_text("x\tI-PER\tI-PER\n", encoding="utf-8")  # tabs work too
-    monkeypatch.setattr(sys, "stdin", io.StringIO("y I-PER\tO\n"))
+    path.write_text("x\tI-PER\tI-PER\n\n", encoding="utf-8")  # tabs work too
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"y I-PER\tO\n")))
     assert evaluate.main([str(path), "-"]) == 0
     assert capsys.readouterr().out.startswith("processed 2 tokens with 2 phrases; found: 1 phrases; correct: 1.")
 
@@ -509,8 +509,8 @@ def test_evaluate_cli_reads_stdin_and_pools_files(tmp_path, capsys, monkeypatch)
 def test_evaluate_cli_boundaries():
     # Blank lines, whitespace-only lines and conlleval's "-X-" marker all end a sentence;
     # a file end closes the last sentence.
-    lines = ["a I-PER I-PER\n", " \r\n", "b I-PER I-PER\n", "-X- O O\n", "c I-PER I-PER\n"]
-    gold, pred = evaluate.read_tag_columns(lines, "t")
+    lines = ["a I-PER I-PER", " \r", "b I-PER I-PER", "-X- O O", "c I-PER I-PER"]
+    gold, pred = evaluate.read_tag_columns((f"t:{i}", line) for i, line in enumerate(lines, 1))
     assert gold == pred == [["I-PER"], ["I-PER"], ["I-PER"]]
 
 
@@ -523,7 +523,7 @@ def test_evaluate_cli_boundaries():
 def test_evaluate_cli_errors_name_file_and_line(tmp_path, capsys, text, message):
     path = tmp_path / "bad.txt"
     path.write_text(text, encoding="utf-8")
-    assert evaluate.main([str(path)]) == 1
+    assert evaluate.main([str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and message in captured.err, captured.err
 
