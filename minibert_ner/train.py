@@ -403,21 +403,26 @@ def train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, a
 
 
 class Progress:
-    """A progress line every ~10 s with the epoch's and the whole run's ETA (evaluations included)."""
+    """A progress line every ~10 s with the whole run's ETA: the steps left, the dev evaluations
+    left and the final test, each at the speed measured so far."""
 
     def __init__(self, log, cfg, run, state, steps_per_epoch):
         self.log, self.cfg, self.steps_per_epoch = log, cfg, steps_per_epoch
         self.steps_left = (cfg.epochs - state.epoch) * steps_per_epoch
-        self.step_seconds, self.eval_seconds, self.last_line = [], None, 0.0
-        self.eval_windows = sum(len(w) for _, w in run.dev.values())
+        self.step_seconds, self.eval_seconds_per_window, self.last_line = [], None, 0.0
+        self.dev_windows = sum(len(w) for _, w in run.dev.values())
+        self.test_windows = sum(len(w) for _, w in run.test.values())
+
+    def evaluated(self, seconds):
+        self.eval_seconds_per_window = seconds / max(1, self.dev_windows)
 
     def eta(self):
         per_step = sum(self.step_seconds[-50:]) / max(1, len(self.step_seconds[-50:]))
-        evals = self.eval_seconds  # before the first evaluation: ~a third of a training step per window
-        if evals is None:
-            evals = per_step / self.cfg.batch_size / 3 * self.eval_windows
+        per_window = self.eval_seconds_per_window  # before the first evaluation: a forward pass costs
+        if per_window is None:                     # about a third of a training step's window
+            per_window = per_step / self.cfg.batch_size / 3
         epochs_left = math.ceil(self.steps_left / self.steps_per_epoch)
-        return self.steps_left * per_step + epochs_left * evals
+        return self.steps_left * per_step + (epochs_left * self.dev_windows + self.test_windows) * per_window
 
     def step(self, epoch, s, loss, lr, seconds):
         self.step_seconds.append(seconds)
@@ -505,7 +510,7 @@ def train(cfg):
         end_of_epoch(model, run, state, cfg, device, dtype, cache, log,
                      dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
                           skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
-        progress.eval_seconds = time.time() - t_eval
+        progress.evaluated(time.time() - t_eval)
         if cfg.stop_after and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
             log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
             return dict(stopped=True, epoch=state.epoch, best_epoch=state.best_epoch, best_f1=state.best_f1)
@@ -541,7 +546,8 @@ def end_of_epoch(model, run, state, cfg, device, dtype, cache, log, record):
     state.history.append(dict(record, selection_f1=selection, best_epoch=state.best_epoch,
                               dev={l: dict(f1=d.f1, precision=d.precision, recall=d.recall) for l, d in dev.items()}))
     log(f"epoch {state.epoch}: dev F1 " + " ".join(f"{l} {d.f1 * 100:.2f}" for l, d in dev.items())
-        + (f" | selection ({'+'.join(targets)}) {selection * 100:.2f}" if pooled else ""))
+        + (f" | selection ({'+'.join(targets)}) {selection * 100:.2f}" if pooled else "")
+        + f" | {record['seconds']:.0f} s training")
     if rank_and_world()[0] == 0:
         runs.save_epoch(cfg.out, model, run.tok, state.state_dict(), run_info(cfg),
                         is_best=state.best_epoch == state.epoch)
