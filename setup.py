@@ -14,9 +14,11 @@ setup(
     packages=find_packages(include=["minibert_ner", "minibert_ner.*"]),
     package_data={"minibert_ner": ["datasets.json"]},
     python_requires=">=3.10",
-    # The library itself needs only these four; torch is pinned by the CI script to the
-    # local CPU wheel, any recent 2.x works.
-    install_requires=["torch>=2.1", "tokenizers>=0.15", "safetensors>=0.4", "numpy>=1.24"],
+    # The library needs only these; torch is pinned by the README's install line to the CPU
+    # wheel, any recent 2.x works. huggingface_hub comes with tokenizers anyway: it fetches
+    # `--model bert-base-multilingual-cased` into its standard cache (minibert_ner/hub.py).
+    install_requires=["torch>=2.1", "tokenizers>=0.15", "safetensors>=0.4", "numpy>=1.24",
+                      "huggingface_hub>=0.23"],
     extras_require={
         # Reference implementations are used by the parity tests only, never by the library.
         "test": ["pytest>=7", "hypothesis>=6", "transformers>=4.40", "seqeval>=1.2"],
