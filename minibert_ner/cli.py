@@ -12,6 +12,7 @@ from dataclasses import fields, replace
 from pathlib import Path
 
 from .data import DataError, infer_lang
+from .hub import ModelNotFound
 from .runs import RunError
 from .tokenizer import VocabError
 from .train import ConfigError, TrainConfig
@@ -24,7 +25,8 @@ DEMO = dict(lr=1e-3, epochs=8, out="runs/demo")
 
 # Mistakes a user can make (a bad path, bad data, settings that do not fit, a diverging lr): one
 # line and exit status 2. Anything else is a bug and keeps its traceback.
-USER_ERRORS = (DataError, CheckpointError, VocabError, RunError, ConfigError, FloatingPointError, OSError)
+USER_ERRORS = (DataError, CheckpointError, VocabError, RunError, ConfigError, ModelNotFound, FloatingPointError,
+               OSError)
 
 
 def run_command(body, debug=False):
@@ -94,8 +96,10 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 argument_default=argparse.SUPPRESS)
     g = p.add_argument_group("model and data")
-    g.add_argument("--model", help="folder with config.json, model.safetensors and vocab.txt (e.g. a "
-                   "download of bert-base-multilingual-cased). Omitted: a small random BERT (demo only)")
+    g.add_argument("--model", help="a pretrained BERT: a Hugging Face hub id (e.g. bert-base-multilingual-cased, "
+                   "the paper's; downloaded once into the hub's cache, HF_HUB_OFFLINE=1 works from it) or a "
+                   "folder with config.json, model.safetensors and vocab.txt. Omitted: a small random BERT (demo only)")
+    g.add_argument("--revision", help="with a hub id: the branch, tag or commit to use (default: main)")
     g.add_argument("--train", nargs="+", metavar="[LANG=]FILE", help="training files, one or more languages; "
                    "their sentences are shuffled together every epoch (multilingual training)")
     g.add_argument("--dev", nargs="+", metavar="[LANG=]FILE", help="development files: scored after "

@@ -25,6 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .model import ACTIVATIONS
+from .weights import CheckpointError
 from .windows import IGNORE_INDEX
 
 
@@ -190,13 +191,24 @@ def init_cloze_head(model, mlm_state):
     """Copy a checkpoint's `cls.predictions.*` tensors (see weights.read_mlm_head) into the head."""
     head = model.cls.predictions
     own = head.state_dict()
+    mlm_state = dict(mlm_state)
+    if "decoder.bias" in mlm_state:
+        # transformers' save_pretrained writes the output bias twice: as `bias` and as the decoder's
+        # own `decoder.bias`, the same tensor. One bias is all BERT's head has.
+        if "bias" in mlm_state and not torch.equal(mlm_state["bias"], mlm_state["decoder.bias"]):
+            raise CheckpointError("cls.predictions.decoder.bias differs from cls.predictions.bias; BERT's masked-LM "
+                             "head has one output bias, so this checkpoint is not a BERT MLM head")
+        mlm_state.setdefault("bias", mlm_state["decoder.bias"])
+        del mlm_state["decoder.bias"]
+    decoder = mlm_state.pop("decoder.weight", None)
+    if decoder is not None and not torch.equal(decoder, model.bert.embeddings.word_embeddings.weight.detach().cpu()):
+        raise CheckpointError("cls.predictions.decoder.weight differs from the word embeddings: an untied decoder, "
+                         "which BERT's masked-LM head (tied to the embeddings) cannot hold")
     for name, t in mlm_state.items():
-        if name == "decoder.weight":
-            continue  # BERT ties the decoder to the word embeddings, which we already hold
         if name not in own or own[name].shape != t.shape:
-            raise ValueError(f"cls.predictions.{name}: checkpoint {list(t.shape)} does not fit "
+            raise CheckpointError(f"cls.predictions.{name}: checkpoint {list(t.shape)} does not fit "
                              f"the cloze head {list(own[name].shape) if name in own else '(none)'}")
     missing = set(own) - set(mlm_state)
     if missing:
-        raise ValueError(f"checkpoint MLM head lacks {sorted(missing)}")
-    head.load_state_dict({k: v for k, v in mlm_state.items() if k != "decoder.weight"})
+        raise CheckpointError(f"checkpoint MLM head lacks {sorted(missing)}")
+    head.load_state_dict(mlm_state)

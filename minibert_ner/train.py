@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from . import runs
+from . import hub, runs
 from .data import build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
 from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
@@ -57,7 +57,8 @@ class TrainConfig:
     Where each default comes from: [paper] Moon et al.; [Devlin] the BERT fine-tuning recipe the
     paper says it follows; [ours] this library's choice."""
 
-    model: str = ""              # pretrained model folder; "" = a small random BERT (demo)
+    model: str = ""              # pretrained model: a folder or a hub id; "" = a small random BERT (demo)
+    revision: str = ""           # with a hub id: a branch, tag or commit ("" = the default branch)
     train: list = field(default_factory=list)      # [(lang, path)]
     dev: list = field(default_factory=list)
     test: list = field(default_factory=list)
@@ -151,29 +152,24 @@ class Prepared:
     n_labelled: list     # labelled pieces per training window (the loss divides by their sum)
 
 
-def build_tokenizer(cfg, train_sentences):
-    """The --model folder's vocab.txt, or (demo) a vocabulary learnt from the training words."""
-    if cfg.model:
-        folder = Path(cfg.model)
-        if not (folder / "vocab.txt").is_file():
-            raise runs.RunError(f"{folder}: no vocab.txt; a --model folder needs config.json, "
-                                f"model.safetensors and vocab.txt")
+def build_tokenizer(cfg, folder, train_sentences):
+    """The model folder's vocab.txt, or (demo, folder None) a vocabulary learnt from the training words."""
+    if folder is not None:
         return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=cfg.lowercase or runs.says_lowercase(folder))
     tokens = learn_vocab([w for s in train_sentences for w in s.words], DEMO_VOCAB_SIZE)
     return WordPieceTokenizer({t: i for i, t in enumerate(tokens)})
 
 
-def build_model(cfg, tok, labels, languages, log):
-    """The pretrained encoder in cfg.model (or a small random BERT) with the heads the run needs."""
-    if cfg.model:
+def build_model(cfg, folder, tok, labels, languages, log):
+    """The pretrained encoder in `folder` (None: a small random BERT) with the heads the run needs."""
+    if folder is not None:
         config = None
         if cfg.dropout >= 0:  # e.g. --dropout 0 for runs that must be bit-for-bit comparable
-            folder = Path(cfg.model)
             config = BertConfig.from_json(folder / "config.json" if (folder / "config.json").is_file()
                                           else folder / "bert_config.json")
             config.hidden_dropout_prob = config.attention_probs_dropout_prob = cfg.dropout
-        bert = load_bert(cfg.model, config=config, verbose=not cfg.quiet)
-        check_vocab_size(len(tok), bert.config, Path(cfg.model) / "vocab.txt")
+        bert = load_bert(folder, config=config, verbose=not cfg.quiet)
+        check_vocab_size(len(tok), bert.config, folder / "vocab.txt")
     else:
         shape = {**TINY_BERT, **cfg.tiny}
         if cfg.dropout >= 0:
@@ -187,7 +183,7 @@ def build_model(cfg, tok, labels, languages, log):
     model = NERModel(bert, labels, languages if "LI" in cfg.aux else None,
                      cloze=bool({"CL", "PC"} & set(cfg.aux)), frz=cfg.frz)
     if model.cls is not None:
-        mlm = read_mlm_head(cfg.model) if cfg.model else {}
+        mlm = read_mlm_head(folder) if folder is not None else {}
         if mlm:
             init_cloze_head(model, mlm)
         else:
@@ -208,8 +204,10 @@ def prepare(cfg, log):
             check_labels(v, labels, strict=False)
     unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang)]
     languages = sorted({s.lang for s in train_sentences} | {s.lang for s in unlabeled})
-    tok = build_tokenizer(cfg, train_sentences)
-    model = build_model(cfg, tok, labels, languages, log)
+    # a folder, or a hub id fetched once into the Hugging Face cache (hub.py)
+    folder = hub.model_folder(cfg.model, cfg.revision or None, log) if cfg.model else None
+    tok = build_tokenizer(cfg, folder, train_sentences)
+    model = build_model(cfg, folder, tok, labels, languages, log)
     # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
     others = sorted({lang for lang, _ in cfg.dev + cfg.test} - set(languages))
     lang_ids = {l: i for i, l in enumerate(languages + others)}
@@ -451,6 +449,9 @@ def train(cfg):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     point = open_run_folder(cfg, rank, log)
+    if cfg.model and rank == 0:  # a hub id is downloaded by one process while the others wait
+        hub.model_folder(cfg.model, cfg.revision or None, log)
+    barrier()
     torch.manual_seed(cfg.seed)  # the same initial weights in every process
     random.seed(cfg.seed)
     run = prepare(cfg, log)

@@ -17,6 +17,7 @@ import importlib
 import io
 import json
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -27,7 +28,7 @@ from safetensors.torch import load_file, save
 
 from minibert_ner.hub import ModelNotFound, model_folder
 from minibert_ner.model import BertConfig, BertModel
-from minibert_ner.weights import load_bert
+from minibert_ner.weights import load_bert, read_tensors
 
 SMALL_VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "Köln", "liegt", "am", "Rhein", "##s", "."]
 
@@ -360,3 +361,27 @@ def test_a_path_that_is_neither_a_folder_nor_a_hub_id(hub, name):
         model_folder(name, log=quiet)
     assert "no such folder" in one_sentence(error)
     assert hub.requests == []
+
+
+def test_train_with_cl_from_a_hub_id_offline_then_predict(hub, set_env, mbert_vocab, tmp_path, capsys):
+    """The issue's acceptance: `train --model bert-base-multilingual-cased ... --aux CL` from the hub
+    cache with HF_HUB_OFFLINE=1 (the cloze head starting from the checkpoint's MLM head, whose
+    `decoder.bias` transformers writes), then predict on the run."""
+    from minibert_ner import predict, train
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    files, state = mbert_layout(mbert_vocab.read_text(encoding="utf-8").splitlines())
+    hub.add("bert-base-multilingual-cased", files)
+    model_folder("bert-base-multilingual-cased", log=quiet)  # once online: into the cache
+    hub.stop()
+    set_env(HF_HUB_OFFLINE="1")
+    out = tmp_path / "run"
+    argv = ["--model", "bert-base-multilingual-cased", "--train", f"en={sample / 'en/train.txt'}",
+            "--dev", f"de={sample / 'de/dev.txt'}", "--target", "de", "--aux", "CL",
+            "--unlabeled", f"de={sample / 'unlabeled/de.txt'}", "--max-sentences", "16", "--epochs", "1",
+            "--batch-size", "8", "--out", str(out), "--quiet"]
+    assert train.main(argv) == 0, capsys.readouterr().err
+    aux = read_tensors(out / "best" / "aux_heads.safetensors")
+    trained_bias = aux["cls.predictions.bias"]
+    assert (trained_bias - state["cls.predictions.bias"]).abs().max() < 1e-2  # started from the checkpoint's
+    assert predict.main(["--model", str(out), "Angela Merkel besuchte Paris ."]) == 0
+    assert "Angela Merkel besuchte Paris ." in capsys.readouterr().out

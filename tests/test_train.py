@@ -283,7 +283,7 @@ def test_persistent_nan_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
 def test_bad_inputs_are_clear(tmp_path):
     (tmp_path / "empty").mkdir()
     (tmp_path / "empty/vocab.txt").write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\n")
-    with pytest.raises(Exception, match="no model.safetensors in this folder"):
+    with pytest.raises(Exception, match="no config.json or model.safetensors in this folder"):
         train(config(tmp_path, model=str(tmp_path / "empty")))
     with pytest.raises(ConfigError, match="--dev file .*nope.txt does not exist"):
         configs_from_argv(["--train", str(SAMPLE / "en/train.txt"), "--dev", "en=nope.txt"])
