@@ -81,15 +81,19 @@ def save_checkpoint(folder, model, tok, extra_config=None):
     aux = {k: v for k, v in model.state_dict().items() if k.startswith(("language_classifier.", "cls."))}
     if aux:
         save_safetensors(aux, folder / "aux_heads.safetensors")
-    write_text(folder / "vocab.txt", "".join(token + "\n" for token in tok.inv_vocab))
-    # Without these, AutoTokenizer would guess: it lowercases a cased model and allows 512 positions.
+    save_tokenizer(folder, tok, model.bert.config.max_position_embeddings)
+
+
+def save_tokenizer(folder, tok, max_positions):
+    """vocab.txt plus the two files that tell Hugging Face's AutoTokenizer how to use it. Without
+    them it guesses: it lowercases a cased model and lets texts run past the model's positions."""
+    write_text(Path(folder) / "vocab.txt", "".join(token + "\n" for token in tok.inv_vocab))
     special = dict(unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
                    mask_token="[MASK]")
-    write_json(folder / "special_tokens_map.json", special)
-    write_json(folder / "tokenizer_config.json", dict(
+    write_json(Path(folder) / "special_tokens_map.json", special)
+    write_json(Path(folder) / "tokenizer_config.json", dict(
         tokenizer_class="BertTokenizer", do_lower_case=tok.lowercase, strip_accents=None,
-        tokenize_chinese_chars=True, model_max_length=model.bert.config.max_position_embeddings,
-        **special))
+        tokenize_chinese_chars=True, model_max_length=max_positions, **special))
 
 
 def load_weights_into(model, folder):
