@@ -4,7 +4,8 @@ What it does: turns a labelled file into a list of `Sentence`s (words, tags, lan
 the file each came from), converts between the IOB1 scheme the paper trains on (Moon et al.,
 Section 3: "We are using an IOB1 encoding") and the IOB2 scheme most corpora ship in, builds the
 label list, reads raw text for the auxiliary cloze tasks, writes conlleval input, and knows where
-the public corpora live (`datasets.json`; `python -m minibert_ner.data --help`).
+the public corpora live (`datasets.json`; `python -m minibert_ner.data --help`). Every file is
+decoded on its own (`decode`: UTF-8 unless told otherwise, a byte-order mark dropped).
 
 What it leaves out: word pieces, windows and batches (`windows.py`), chunk scoring (`scoring.py`),
 IOBES/BILOU schemes, and any silent repair of the data: a malformed line is an error naming the
@@ -31,9 +32,9 @@ SCHEMES = ("IOB1", "IOB2")
 # CoNLL file stems name their language with three letters; everything else uses ISO 639-1.
 _LANG_BY_STEM = {"eng": "en", "deu": "de", "esp": "es", "ned": "nl"}
 _TAG = re.compile(r"O|[BI]-\S+")  # "O", or B-/I- followed by a non-empty type
-# Columns are separated by runs of ASCII whitespace (space, tab, and the \r of CRLF files; \v, \f
-# too): what CoNLL files use. Everything else is part of a token: NBSP (10\u00a0000), U+2028,
-# U+3000 and control characters such as \x1f, so such a token never shifts the columns.
+# A column is a run of anything but ASCII whitespace (space, tab, the \r of CRLF files, \v, \f):
+# what CoNLL files separate columns with. Everything else belongs to a token, even what Python
+# calls whitespace: NBSP (10\u00a0000), U+2028, U+3000, and control characters such as \x1f.
 _COLUMN = re.compile(r"[^ \t\r\v\f]+")
 
 
