@@ -11,7 +11,16 @@ Modules, in the order a student reads them:
   train      the hand-written mixed-precision training loop (`python -m minibert_ner.train`)
   predict    tagging raw text or CoNLL files with a trained model
 
-Nothing is imported here eagerly: `import minibert_ner` does no work.
+Nothing is imported here eagerly: `import minibert_ner` does no work. `minibert_ner.load(RUN)` gives a
+tagger for raw text (see predict.py).
 """
 
 __version__ = "0.1.0"
+
+
+def load(run_or_id, device="cpu"):
+    """A ready-to-use tagger: `minibert_ner.load("runs/demo")("Angela Merkel besuchte Paris.")` returns the
+    entities, each with its type, text as written, character and word offsets and a score (predict.Tagger).
+    `run_or_id`: a run folder (its best model), a checkpoint folder, or a hub id of such a checkpoint."""
+    from .predict import load as load_tagger  # imported on first use, so `import minibert_ner` stays free
+    return load_tagger(run_or_id, device)

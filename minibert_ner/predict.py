@@ -1,20 +1,31 @@
-"""Tag text with a trained model: `python -m minibert_ner.predict --model RUN_DIR ...`.
+"""Tag text with a trained model: from Python, or `python -m minibert_ner.predict --model RUN ...`.
 
-Three inputs:
-  - text given as arguments, or read from stdin (one text per line), in any script: it is split
-    into words exactly as BERT's basic tokenizer splits (whitespace, punctuation, CJK characters);
-  - a CoNLL / WikiANN file (--conll FILE): the output is conlleval's input format
-    (`token gold predicted`), so `python -m minibert_ner.evaluate` can score it.
-Long texts go through the same 64-piece overlapping windows as training; every word gets exactly
-one tag. Entities are decoded from the IOB tags with conlleval's chunk rules and printed with their
-type and position. Left out: sentence splitting of long documents (one line = one input).
+    import minibert_ner
+    tagger = minibert_ner.load("runs/demo")            # a run folder, a checkpoint folder or a hub id
+    tagger("Angela Merkel besuchte Paris.")
+    # [Entity(type='PER', text='Angela Merkel', start=0, end=13, word_start=0, word_end=2, score=0.97),
+    #  Entity(type='LOC', text='Paris', start=23, end=28, word_start=3, word_end=4, score=0.99)]
+
+Text, in any script, is split into words exactly as BERT's basic tokenizer splits (whitespace,
+punctuation, CJK characters); long texts go through the same overlapping windows as training, so
+every word gets exactly one tag; entities are decoded from the IOB tags with conlleval's chunk
+rules. An entity's `text` and character offsets are those of the input as written (also for
+uncased models, which see lowercased words); its score is the mean probability of its words'
+tags. The command line also tags CoNLL / WikiANN files (--conll), writing conlleval's input
+format for `python -m minibert_ner.evaluate`, and prints JSON lines with --json.
+
+Training imports `predict_windows` and `evaluate` from here: inference lives in one place.
+Left out: sentence splitting of long documents (one line = one input).
 """
 import argparse
+import json
 import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 
-from .data import Sentence, read_conll, write_conll
+from .data import DataError, Sentence, read_conll, write_conll
 from .distributed import gather_dicts, rank_and_world
 from .runs import load_ner_model
 from .scoring import get_chunks, score
@@ -22,10 +33,11 @@ from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 
 @torch.no_grad()
-def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval"):
-    """Label id per position for every window, in the windows' order. Under torchrun each process
-    predicts every world_size-th window and the predictions are gathered, so each is made once.
-    `cache`: a PrefixCache; with #frz >= 0 the frozen part then runs once per window and `name`."""
+def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval", scores=False):
+    """Label id per position for every window, in the windows' order (with scores=True: pairs of
+    (label id, its probability)). Under torchrun each process predicts every world_size-th window
+    and the predictions are gathered, so each is made once. `cache`: a PrefixCache; with #frz >= 0
+    the frozen part then runs once per window and `name`."""
     model.eval()
     rank, world = rank_and_world()
     mine = list(range(rank, len(windows), world))
@@ -36,9 +48,12 @@ def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=Non
         batch = collate([windows[i] for i in index], pad_id, index).to(device)
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             prefix = cache.prefix(model, batch, name) if cache else None
-            pred = model.predict(batch.input_ids, batch.attention_mask, prefix).cpu()
-        for row, i in zip(pred, index):
-            out[i] = row[: len(windows[i].input_ids)].tolist()
+            logits = model(batch.input_ids, batch.attention_mask, prefix).float()  # (B, T, labels)
+        probability, label = logits.softmax(-1).max(-1)  # (B, T) each
+        for b, i in enumerate(index):
+            n = len(windows[i].input_ids)
+            out[i] = list(zip(label[b, :n].tolist(), probability[b, :n].tolist())) if scores \
+                else label[b, :n].tolist()
     out = gather_dicts(out)
     return [out[i] for i in range(len(windows))]
 
@@ -50,36 +65,70 @@ def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128, c
     return score([s.tags for s in sentences], tags), tags
 
 
-def tag_sentences(model, tok, sentences, max_len=64, overlap=8, device="cpu", batch_size=64):
-    """One tag per word for every sentence (sentences need .words and .lang; tags are ignored)."""
-    unlabeled = [Sentence(s.words, [], "xx", s.source, s.line) for s in sentences]
-    windows = encode_sentences(unlabeled, tok, {}, {"xx": 0}, max_len, overlap)
-    preds = predict_windows(model, windows, tok.pad_token_id, torch.device(device), torch.float32, batch_size)
-    return [[model.labels[i] for i in row] for row in merge_predictions(windows, preds, unlabeled)]
+@dataclass
+class Entity:
+    """One entity found in a text. Offsets are end-exclusive, as Python slices: text[start:end]."""
+    type: str          # PER, LOC, ...
+    text: str          # as written in the input
+    start: int         # character offsets in the input (None if normalisation hid them)
+    end: int
+    word_start: int    # word offsets (the words of WordPieceTokenizer.basic_tokenize)
+    word_end: int
+    score: float       # mean probability of the entity's words' tags (read at their first pieces)
 
 
-def char_offsets(text, words):
-    """Where each word starts in the original text (None where cleaning changed the characters)."""
-    offsets, pos = [], 0
-    for w in words:
-        at = text.find(w, pos)
-        offsets.append(at if at >= 0 else None)
-        pos = at + len(w) if at >= 0 else pos
-    return offsets
+class Tagger:
+    """A trained model ready to tag raw text or pre-split words; see the module docstring."""
+
+    def __init__(self, model, tok, max_len=64, overlap=8, device="cpu", batch_size=64):
+        self.model, self.tok = model.to(device).eval(), tok
+        self.max_len, self.overlap, self.device, self.batch_size = max_len, overlap, torch.device(device), batch_size
+
+    def tag_words(self, sentences):
+        """(tags, probabilities) per word for every list of words."""
+        unlabeled = [Sentence(list(words), [], "xx") for words in sentences]
+        windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap)
+        preds = predict_windows(self.model, windows, self.tok.pad_token_id, self.device, torch.float32,
+                                self.batch_size, scores=True)
+        merged = merge_predictions(windows, preds, unlabeled)
+        return ([[self.model.labels[label] for label, _ in row] for row in merged],
+                [[p for _, p in row] for row in merged])
+
+    def __call__(self, text):
+        """The entities of a text (a str), or of each text (a list of str)."""
+        texts = [text] if isinstance(text, str) else list(text)
+        split = [self.tok.words_and_spans(t) for t in texts]
+        tags, probabilities = self.tag_words([words for words, _ in split])
+        found = [entities(t, words, spans, tg, pr) for t, (words, spans), tg, pr in zip(texts, split, tags, probabilities)]
+        return found[0] if isinstance(text, str) else found
 
 
-def describe_entities(text, words, tags):
-    """Lines like `PER   Angela Merkel   words 0-1, chars 0-13`."""
-    offsets = char_offsets(text, words)
-    lines = []
-    for etype, start, end in get_chunks(tags):
-        span = " ".join(words[start:end])
-        where = f"words {start}-{end - 1}"
-        a, b = offsets[start], offsets[end - 1]
-        if a is not None and b is not None:
-            where += f", chars {a}-{b + len(words[end - 1])}"
-        lines.append(f"  {etype:<5} {span:<30} {where}")
-    return lines or ["  (no entities)"]
+def entities(text, words, spans, tags, probabilities):
+    """Entity objects from one text's per-word tags (conlleval's chunks)."""
+    found = []
+    for etype, a, b in get_chunks(tags):
+        start = spans[a][0] if spans[a] else None
+        end = spans[b - 1][1] if spans[b - 1] else None
+        shown = text[start:end] if start is not None and end is not None else " ".join(words[a:b])
+        found.append(Entity(etype, shown, start, end, a, b, round(sum(probabilities[a:b]) / (b - a), 4)))
+    return found
+
+
+def load(run_or_id, device="cpu"):
+    """A Tagger from a run folder (its best/), a checkpoint folder, or a hub id of such a checkpoint.
+    The windows are the run's own (its max_len and overlap, read from the checkpoint's config)."""
+    from .hub import model_folder
+    folder = Path(run_or_id)
+    if not folder.exists():  # a hub id: downloaded once into the Hugging Face cache
+        folder = model_folder(str(run_or_id))
+    model, tok = load_ner_model(folder, device)
+    trained = json.loads(((folder / "best" if (folder / "best").is_dir() else folder) / "config.json")
+                         .read_text(encoding="utf-8")).get("minibert_ner", {}).get("train_config", {})
+    return Tagger(model, tok, trained.get("max_len", 64), trained.get("overlap", 8), device)
+
+
+# ---------------------------------------------------------------------------------------------
+# the command line
 
 
 def build_parser():
@@ -88,34 +137,48 @@ def build_parser():
         description="Find named entities with a model trained by `python -m minibert_ner.train`.",
         epilog="examples:\n"
                "  python -m minibert_ner.predict --model runs/demo \"Angela Merkel besuchte Paris .\"\n"
-               "  echo 'Ivan Petrov lives in Moscow .' | python -m minibert_ner.predict --model runs/demo\n"
+               "  echo 'Ivan Petrov lives in Moscow .' | python -m minibert_ner.predict --model runs/demo --json\n"
                "  python -m minibert_ner.predict --model runs/demo --conll data/sample/de/test.txt --out pred.txt\n"
                "  python -m minibert_ner.evaluate pred.txt",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="a run folder (its best/ checkpoint is used) or a checkpoint folder")
+    p.add_argument("--model", required=True, help="a run folder (its best/ checkpoint is used), a checkpoint "
+                   "folder, or a hub id of one")
     p.add_argument("text", nargs="*", help="texts to tag; none: read one text per line from stdin")
+    p.add_argument("--json", action="store_true", help="one JSON object per text: {text, entities: [{type, "
+                   "text, start, end, word_start, word_end, score}]}, offsets end-exclusive")
     p.add_argument("--conll", help="tag a CoNLL/WikiANN file instead; writes `token gold predicted` lines")
     p.add_argument("--out", help="with --conll: output file (default: stdout)")
     p.add_argument("--encoding", default="utf-8", help="encoding of the --conll file")
-    p.add_argument("--max-len", type=int, default=64, help="most pieces per window (default 64, as in training)")
-    p.add_argument("--overlap", type=int, default=8, help="pieces shared by consecutive windows (default 8)")
+    p.add_argument("--max-len", type=int, help="most pieces per window (default: the run's, 64)")
+    p.add_argument("--overlap", type=int, help="pieces shared by consecutive windows (default: the run's, 8)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
     return p
 
 
-def main(argv=None):
-    from .cli import run_command
-    args = build_parser().parse_args(argv)
-    return run_command(lambda: tag(args), args.debug)
+def read_stdin_lines():
+    """Non-empty lines of stdin, decoded as UTF-8 line by line (an invalid byte names its line)."""
+    if sys.stdin.isatty():
+        print("reading texts from the terminal, one per line; end with Ctrl-D", file=sys.stderr)
+    lines = []
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8").rstrip("\r\n")
+        except UnicodeDecodeError as error:
+            raise DataError(f"<stdin>:{number}: not valid UTF-8 (byte {error.start}); convert the text to "
+                            f"UTF-8 first, e.g. with iconv") from None
+        if line.strip():
+            lines.append(line)
+    return lines
 
 
 def tag(a):
     """The command: load the model, tag what was given, print it."""
-    model, tok = load_ner_model(a.model, a.device)
+    tagger = load(a.model, a.device)
+    tagger.max_len, tagger.overlap = a.max_len or tagger.max_len, a.overlap or tagger.overlap
     if a.conll:
         sentences = read_conll(a.conll, lang="xx", encoding=a.encoding)
-        tags = tag_sentences(model, tok, sentences, a.max_len, a.overlap, a.device)
+        tags, _ = tagger.tag_words([s.words for s in sentences])
         if a.out:
             write_conll(a.out, sentences, tags)
             print(f"wrote {len(sentences)} sentences to {a.out}", file=sys.stderr)
@@ -124,16 +187,28 @@ def tag(a):
                 cols = [s.words] + ([s.tags] if s.tags else []) + [t]
                 print("\n".join(" ".join(row) for row in zip(*cols)) + "\n")
         return 0
-    texts = a.text or [line.rstrip("\n") for line in sys.stdin if line.strip()]
-    sentences = [Sentence(tok.basic_tokenize(t), [], "xx") for t in texts]
-    for text, s, tags in zip(texts, sentences, tag_sentences(model, tok, sentences, a.max_len, a.overlap, a.device)):
+    texts = a.text or read_stdin_lines()
+    for text, found in zip(texts, tagger(texts)):
+        if a.json:
+            print(json.dumps(dict(text=text, entities=[asdict(e) for e in found]), ensure_ascii=False))
+            continue
         print(text)
-        print("\n".join(describe_entities(text, s.words, tags)))
+        for e in found or []:
+            where = f"chars {e.start}-{e.end}" if e.start is not None else "chars ?"
+            print(f"  {e.type:<5} {e.text:<30} words {e.word_start}-{e.word_end}, {where}, score {e.score:.2f}")
+        if not found:
+            print("  (no entities)")
     return 0
+
+
+def main(argv=None):
+    from .cli import run_command
+    args = build_parser().parse_args(argv)
+    return run_command(lambda: tag(args), args.debug)
 
 
 if __name__ == "__main__":
     # `python -m` runs this file as __main__, a second copy of the module; call the package's copy,
-    # whose classes (TrainConfig, ConfigError, ...) are the ones the rest of the library knows
+    # whose classes are the ones the rest of the library knows
     import minibert_ner.predict
     sys.exit(minibert_ner.predict.main())

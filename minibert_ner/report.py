@@ -131,7 +131,7 @@ def fertility(test_files, data, model):
     """Pieces per word ({vocab: {lang: pieces / word}}) and the share of words with an [UNK] piece,
     which fertility hides (a word the vocab cannot spell is one [UNK]: fertility 1, information 0),
     over {lang: test file}, with the mBERT cased vocab under --data and --model's (those that exist)."""
-    from .runs import says_lowercase
+    from .tokenizer import says_lowercase
     from .tokenizer import WordPieceTokenizer, measure_fertility
     vocabs = {"mBERT cased": (Path(data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
     if model:

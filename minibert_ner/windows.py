@@ -118,7 +118,7 @@ def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, max_len=64, 
 
 
 def merge_predictions(windows, predictions, sentences):
-    """Per window label ids per position (a list, or a padded row of length >= T) -> per word.
+    """Per window label ids (or any value) per position (a list, or a padded row of length >= T) -> per word.
 
     Returns one label id per word for every sentence, read at the `scored` positions; raises if a
     word got no prediction or two (which would mean the windows and sentences do not match).
@@ -134,7 +134,7 @@ def merge_predictions(windows, predictions, sentences):
                 if words[window.word_ids[t]] is not None:
                     raise ValueError(f"sentence {window.sentence} word {window.word_ids[t]} "
                                      "is scored in two windows")
-                words[window.word_ids[t]] = int(row[t])
+                words[window.word_ids[t]] = row[t]
     for i, words in enumerate(merged):
         if None in words:
             raise ValueError(f"sentence {i} word {words.index(None)} got no prediction")

@@ -1,0 +1,124 @@
+"""Tagging from Python and the command line, and checkpoints that transformers reads right.
+
+The round trip: a run's best/ folder, opened with transformers' AutoTokenizer and
+AutoModelForTokenClassification, gives predict's tag for every word, for a cased and an uncased
+model, and pipeline("token-classification") handles texts longer than the model's positions.
+"""
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+
+import minibert_ner
+from minibert_ner import predict
+from minibert_ner.data import read_conll
+from minibert_ner.model import BertConfig, BertModel
+from minibert_ner.predict import Entity
+from minibert_ner.tokenizer import WordPieceTokenizer, learn_vocab
+from minibert_ner.train import TrainConfig, train
+from minibert_ner.weights import save_bert
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+# sentences of the training sample, which the tiny models learn by heart: they find entities there
+TRAINING = [s.words for lang in ("en", "de") for s in read_conll(SAMPLE / lang / "train.txt")[:20]]
+TEXTS = [" ".join(words) for words in TRAINING if len(words) > 5][:6]
+LONG = " ".join(TEXTS * 4)  # ~200 pieces: longer than the 64 positions of the tiny models
+
+
+def run(tmp_path, name, **kw):
+    cfg = TrainConfig(train=[("en", str(SAMPLE / "en/train.txt")), ("de", str(SAMPLE / "de/train.txt"))],
+                      max_sentences=20, epochs=25, lr=3e-3, batch_size=8, out=str(tmp_path / name), tiny=TINY,
+                      quiet=True)
+    train(replace(cfg, **kw))
+    return tmp_path / name
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """A cased run (the demo's own vocabulary) and an uncased one (a lowercased vocabulary in a
+    model folder whose tokenizer_config.json says do_lower_case)."""
+    tmp = tmp_path_factory.mktemp("predict")
+    uncased = tmp / "uncased-bert"
+    words = [w.lower() for f in ("en", "de") for line in (SAMPLE / f / "train.txt").read_text().splitlines()
+             for w in line.split()[:1]]
+    vocab = learn_vocab(words, 1500)
+    torch.manual_seed(0)
+    save_bert(BertModel(BertConfig(vocab_size=len(vocab), max_position_embeddings=64, **TINY)), uncased)
+    (uncased / "vocab.txt").write_text("".join(t + "\n" for t in vocab))
+    (uncased / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return {"cased": run(tmp, "cased"), "uncased": run(tmp, "uncased", model=str(uncased))}
+
+
+def test_the_tagger_returns_entities_as_written(runs):
+    tagger = minibert_ner.load(runs["uncased"])
+    assert tagger.tok.lowercase  # read from the run's tokenizer_config.json
+    found = tagger("ANGELA MERKEL besuchte PARIS.")
+    assert all(isinstance(e, Entity) for e in found)
+    for e in found:  # spans keep the input's casing although the model saw lowercased words
+        assert e.text == "ANGELA MERKEL besuchte PARIS."[e.start:e.end] and e.text.upper() == e.text
+        assert 0 < e.score <= 1 and e.word_start < e.word_end
+    many = tagger(TEXTS)
+    assert len(many) == len(TEXTS) and many[1] == tagger(TEXTS[1])
+    assert sum(map(len, many)) >= len(TEXTS), "the tiny model should find entities in its training text"
+
+
+def test_predict_json_lines(runs, capsys):
+    assert predict.main(["--model", str(runs["cased"]), "--json", *TEXTS]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line["text"] for line in lines] == TEXTS
+    tagger = minibert_ner.load(runs["cased"])
+    for line in lines:
+        assert [Entity(**e) for e in line["entities"]] == tagger(line["text"])
+        for e in line["entities"]:
+            assert line["text"][e["start"]:e["end"]] == e["text"]
+
+
+def test_from_pretrained_reads_do_lower_case(runs):
+    assert WordPieceTokenizer.from_pretrained(runs["uncased"] / "best").lowercase
+    assert not WordPieceTokenizer.from_pretrained(runs["cased"] / "best").lowercase
+
+
+@pytest.mark.parametrize("kind", ["cased", "uncased"])
+def test_transformers_reads_the_checkpoint_right(runs, kind):
+    transformers = pytest.importorskip("transformers")
+    best = runs[kind] / "best"
+    hf_tok = transformers.AutoTokenizer.from_pretrained(str(best))
+    hf_model = transformers.AutoModelForTokenClassification.from_pretrained(str(best)).eval()
+    tagger = minibert_ner.load(runs[kind])
+    assert hf_tok.do_lower_case == (kind == "uncased") and hf_tok.model_max_length == 64
+    # short texts, end to end through transformers: its tokenizer, its model, first piece of each word
+    words = [tagger.tok.basic_tokenize(t) for t in TEXTS]
+    ours, _ = tagger.tag_words(words)
+    for w, tags in zip(words, ours):
+        enc = hf_tok(w, is_split_into_words=True, return_tensors="pt")
+        assert enc["input_ids"][0].tolist() == [hf_tok.cls_token_id, *tagger.tok.encode_words(w)[0],
+                                                hf_tok.sep_token_id]
+        with torch.no_grad():
+            labels = hf_model(**enc).logits[0].argmax(-1).tolist()
+        word_ids, theirs = enc.word_ids(), {}
+        for position, word in enumerate(word_ids):
+            if word is not None and word not in theirs:
+                theirs[word] = hf_model.config.id2label[labels[position]]
+        assert [theirs[i] for i in range(len(w))] == tags
+    # a text longer than the positions: our windows, scored by transformers' model, give our tags
+    long_words = tagger.tok.basic_tokenize(LONG)
+    (long_tags,), _ = tagger.tag_words([long_words])
+
+    class HFAsOurs(torch.nn.Module):  # transformers' model behind predict_windows' interface
+        labels = tagger.model.labels
+
+        def forward(self, input_ids, attention_mask, prefix=None):
+            return hf_model(input_ids=input_ids, attention_mask=attention_mask).logits
+    swapped = predict.Tagger(HFAsOurs(), tagger.tok, tagger.max_len, tagger.overlap)
+    assert swapped.tag_words([long_words])[0][0] == long_tags
+    # and transformers' own pipeline copes with the long text (windows of model_max_length)
+    nlp = transformers.pipeline("token-classification", model=hf_model, tokenizer=hf_tok,
+                                aggregation_strategy="first", stride=16)
+    assert isinstance(nlp(LONG), list)
+    assert sum(t != "O" for t in long_tags) >= 10  # not a vacuous comparison
+    for text in TEXTS:  # short texts: the same entities, types and character spans
+        theirs = [(e["entity_group"], e["start"], e["end"]) for e in nlp(text)]
+        assert theirs == [(e.type, e.start, e.end) for e in tagger(text)], text
