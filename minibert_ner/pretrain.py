@@ -1,0 +1,443 @@
+"""Masked-LM pretraining of a small multilingual BERT from scratch: where mBERT's multilinguality comes from.
+
+    python -m minibert_ner.pretrain --out runs/pocket              # the pocket model, in 60 minutes
+    python -m minibert_ner.train --model runs/pocket ...           # then fine-tune it as the paper does mBERT
+    python -m minibert_ner.pretrain --from MODEL --head-only --out runs/head   # fit a missing MLM head
+
+The paper rests on mBERT: one BERT pretrained with masked-LM on many languages at once, with one shared
+WordPiece vocabulary. This is that recipe at pocket scale. The objective IS fine-tuning's CL task, run
+by the same code (train.aux_losses: windows.cloze_mask picks 15% of the pieces, 80% become [MASK], 10%
+a random piece, 10% stay; heads.ClozeHead predicts them through the word-embedding matrix), on windows
+of every language drawn with smoothed weights (corpus.py); the step is train's (get_lr, make_optimizer,
+resolve_precision, the same order of operations). No next-sentence prediction: RoBERTa (Liu et al.,
+2019) found that dropping it matches or beats BERT downstream, NER reads one window and never a
+sentence pair, and WikiANN's sentences come without documents to take a "next sentence" from.
+
+The run folder OUT:
+  OUT/config.json, model.safetensors, vocab.txt, tokenizer_config.json, special_tokens_map.json: the
+      latest checkpoint as a Hugging Face BertForMaskedLM (`bert.*`, `cls.predictions.*`, the decoder
+      tied to the word embeddings), so `train --model OUT` and transformers load it as it is
+  OUT/last/      the same plus trainer_state.pt and run.json (what --resume needs), swapped in whole
+  OUT/log.jsonl  one record per evaluation: held-out MLM loss and accuracy per language, tokens/s, ETA
+  OUT/mlm.svg    held-out MLM accuracy per language over minutes of training
+--minutes is a wall-clock budget: without --steps the schedule is fitted to it from a measured step;
+the run stops cleanly at the budget either way, and --resume continues a stopped or killed run.
+Left out: whole-word masking, gradient accumulation, several processes, longer windows late in training.
+"""
+import argparse
+import copy
+import json
+import math
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+
+import torch
+
+from . import corpus, hub, runs
+from .cli import parse_files, run_command
+from .heads import NERModel, cloze_loss, init_cloze_head
+from .model import BertConfig, BertModel
+from .tokenizer import WordPieceTokenizer, learn_vocab
+from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, resolve_precision
+from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
+from .windows import IGNORE_INDEX, cloze_mask
+
+MODEL_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+EVALUATIONS = 20  # held-out evaluations (each with a checkpoint) per run, unless --eval-every says otherwise
+
+
+def option(default, help):
+    """A config field with its command-line help (the parser is built from the fields)."""
+    if isinstance(default, list):
+        return field(default_factory=list, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class PretrainConfig:
+    """Every knob of a pretraining run: the single source of defaults, and of the command line's help."""
+    out: str = option("", "the run folder: the model itself, last/ (for --resume), log.jsonl, mlm.svg")
+    minutes: float = option(60.0, "wall-clock budget of this command, setup included; stops cleanly")
+    steps: int = option(0, "the schedule's length in steps; 0 = as many as --minutes holds (measured)")
+    init_from: str = option("", "start from this model (folder or hub id) instead of random weights")
+    head_only: bool = option(False, "with --from: fit only the masked-LM head (transform + bias); the encoder "
+                                    "and the decoder, tied to its word embeddings, stay frozen")
+    layers: int = option(4, "transformer layers of a new model")
+    hidden: int = option(256, "hidden size of a new model")
+    heads: int = option(4, "attention heads of a new model")
+    intermediate: int = option(1024, "feed-forward size of a new model")
+    max_len: int = option(64, "pieces per window, [CLS] and [SEP] included (also a new model's positions)")
+    data: str = option("", "a folder laid out as ../shared/data whose TRAINING files give the text "
+                           "(default: ../shared/data, or data/sample when absent); 'none': --text only")
+    text: list = option([], "raw text, one sentence per line, added to the corpus (LANG=FILE ...)")
+    vocab: str = option("", "a vocab.txt to use (e.g. mBERT's cased one); default: learn one from the corpus")
+    vocab_size: int = option(30000, "size of the vocabulary learnt from the corpus")
+    smoothing: float = option(0.7, "languages drawn with p_l proportional to n_l^SMOOTHING (mBERT: 0.7)")
+    batch_size: int = option(64, "windows per step")
+    lr: float = option(1e-3, "peak learning rate")
+    warmup: float = option(0.05, "fraction of the steps with rising lr, then linear decay to 0")
+    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorms)")
+    clip: float = option(1.0, "gradient-norm clipping")
+    mask_p: float = option(0.15, "share of the pieces to predict (BERT: 0.15)")
+    precision: str = option("auto", "fp32 | bf16 | fp16 | auto (bf16 where the CPU or GPU computes it "
+                                    "natively, else fp32 on CPU and fp16 on old GPUs)")
+    device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    seed: int = option(1, "random seed: the initial weights, the windows drawn, the masks")
+    eval_every: int = option(0, f"steps between evaluations and checkpoints (0 = {EVALUATIONS} per run)")
+    stop_after: int = option(0, "stop after this many steps (0 = never); continue with --resume")
+    resume: bool = option(False, "continue the run in --out from its last checkpoint (same settings)")
+    overwrite: bool = option(False, "delete the run in --out and start afresh")
+    quiet: bool = option(False, "print nothing")
+
+
+# How a run is carried out, not what it computes: --resume accepts other values for these.
+RUN_CONTROL = {"out", "minutes", "stop_after", "resume", "overwrite", "quiet", "device", "eval_every"}
+
+
+@dataclass
+class Run:
+    """Everything the loop needs, built once by `prepare`."""
+    cfg: PretrainConfig
+    out: Path
+    log: object
+    dtype: torch.dtype
+    tok: WordPieceTokenizer
+    model: NERModel
+    streams: list        # corpus.Stream per language: the training text
+    weights: torch.Tensor  # the languages' sampling weights p_l
+    heldout: dict        # lang -> windows.Batch of its held-out text
+    info: dict           # run.json: what --resume compares
+
+
+# ---------------------------------------------------------------------------------------------
+# prepare: corpus, vocabulary, model
+
+
+def native_bf16(device):
+    """Does the device compute bf16 natively (AVX512-BF16 or AMX on a CPU)? Then bf16 autocast pays."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def build_tokenizer(cfg, folder, sentences):
+    """The model folder's vocab, --vocab, or a cased vocab learnt from the training words (deterministic)."""
+    if folder is not None:
+        return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=runs.says_lowercase(folder))
+    if cfg.vocab:
+        return WordPieceTokenizer.from_file(cfg.vocab)
+    tokens = learn_vocab((w for s in sentences.values() for words in s for w in words), cfg.vocab_size)
+    return WordPieceTokenizer({t: i for i, t in enumerate(tokens)})
+
+
+def build_model(cfg, tok, folder):
+    """A new BERT of the configured shape (folder None) or the one in `folder`, with BERT's MLM head:
+    an NERModel with the cloze head, i.e. the CL task's model (its NER classifier stays unused)."""
+    if folder is None:
+        bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
+                                    num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
+                                    max_position_embeddings=cfg.max_len))
+    else:
+        bert = load_bert(folder, verbose=not cfg.quiet)
+        check_vocab_size(len(tok), bert.config, folder / "vocab.txt")
+    if cfg.max_len > bert.config.max_position_embeddings:
+        raise ConfigError(f"--max-len {cfg.max_len} exceeds the model's {bert.config.max_position_embeddings} positions")
+    # --head-only: #frz = every layer freezes the embeddings (so the tied decoder too) and all layers
+    model = NERModel(bert, ["O"], cloze=True, frz=bert.num_layers if cfg.head_only else -1)
+    model.classifier.requires_grad_(False)  # never trained, never saved
+    mlm = read_mlm_head(folder) if folder is not None else {}
+    if mlm:
+        init_cloze_head(model, mlm)
+    return model
+
+
+def run_info(cfg, files):
+    """What --resume compares: the settings that shape the result, and every input file's content."""
+    config = {k: v for k, v in asdict(cfg).items() if k not in RUN_CONTROL}
+    paths = [p for _, p in files + cfg.text] + ([cfg.vocab] if cfg.vocab else [])
+    info = dict(config=config, data={str(Path(p).resolve()): runs.file_fingerprint(p) for p in paths})
+    return json.loads(json.dumps(info, default=str))  # tuples -> lists, as it reads back
+
+
+def prepare(cfg, folder, files, dtype, device, log):
+    """Read the corpus, hold out a slice per language, build the tokenizer and the model."""
+    train_text, heldout_text = corpus.split_heldout(corpus.read_sentences(files, cfg.text))
+    tok = build_tokenizer(cfg, folder, train_text)
+    streams = [corpus.encode_stream(s, tok) for s in train_text.values()]
+    heldout = {lang: corpus.encode_stream(s, tok) for lang, s in heldout_text.items()}
+    weights = corpus.smoothed_weights([len(s.ids) for s in streams], cfg.smoothing)
+    log(corpus.describe(dict(zip(train_text, streams)), heldout, weights, tok))
+    return Run(cfg, Path(cfg.out), log, dtype, tok, build_model(cfg, tok, folder).to(device), streams, weights,
+               {lang: corpus.heldout_batch(s, cfg.max_len, tok) for lang, s in heldout.items() if len(s.ids)},
+               run_info(cfg, files))
+
+
+# ---------------------------------------------------------------------------------------------
+# one step, one evaluation, one checkpoint
+
+
+def train_step(run, state, batch):
+    """One update: autocast forward (the CL loss) -> backward -> unscale, clip, step, update, zero_grad."""
+    device = next(run.model.parameters()).device
+    cl_task = TrainConfig(aux=["CL"], mask_p=run.cfg.mask_p)  # the CL task exactly as fine-tuning runs it
+    with torch.autocast(device.type, dtype=run.dtype, enabled=run.dtype != torch.float32):
+        loss = aux_losses(run.model, batch.to(device), cl_task, run.tok, state.generators["mask"])["cloze"]
+    if not torch.isfinite(loss):
+        raise FloatingPointError(f"the masked-LM loss is NaN/inf at step {state.step}; the last checkpoint is "
+                                 f"{run.out / 'last'}. Try a lower --lr or --precision fp32")
+    state.scaler.scale(loss).backward()
+    state.scaler.unscale_(state.optimizer)  # so clipping sees the true gradient norm
+    torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups for p in g["params"]], run.cfg.clip)
+    state.scaler.step(state.optimizer)
+    state.scaler.update()
+    state.optimizer.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def measure_step(run):
+    """Seconds per step, timed on a throwaway copy of the model (3 steps, the slower first one not
+    counted): the run's own weights, optimizer and random generators stay untouched."""
+    rng, probe = torch.get_rng_state(), replace(run, model=copy.deepcopy(run.model))
+    state = TrainerState(make_optimizer(probe.model, run.cfg), torch.amp.GradScaler(enabled=False),
+                         dict(mask=torch.Generator(next(probe.model.parameters()).device).manual_seed(0)))
+    g, times = torch.Generator().manual_seed(0), []
+    for _ in range(3):
+        batch = corpus.sample_batch(run.streams, run.weights, run.cfg.batch_size, run.cfg.max_len, run.tok, g)
+        t = time.perf_counter()
+        train_step(probe, state, batch)
+        times.append(time.perf_counter() - t)
+    torch.set_rng_state(rng)  # dropout drew from it
+    return sum(times[1:]) / 2
+
+
+@torch.no_grad()
+def evaluate(run):
+    """Masked-LM loss and accuracy per language on its held-out windows. The masks come from a generator
+    seeded afresh each time, so every evaluation asks the very same questions."""
+    model, tok, device = run.model.eval(), run.tok, next(run.model.parameters()).device
+    g = torch.Generator(device).manual_seed(run.cfg.seed + 999)
+    scores = {}
+    for lang, batch in run.heldout.items():
+        ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
+        masked, targets = cloze_mask(ids, mask, [tok.cls_token_id, tok.sep_token_id, tok.pad_token_id],
+                                     tok.mask_token_id, len(tok), run.cfg.mask_p, g)
+        with torch.autocast(device.type, dtype=run.dtype, enabled=run.dtype != torch.float32):
+            logits = model.cloze_logits(model.encode(masked, mask), targets)  # (N, V): masked pieces only
+        picked = targets[targets != IGNORE_INDEX]
+        scores[lang] = dict(loss=round(cloze_loss(logits, targets).item(), 4), masked=picked.numel(),
+                            accuracy=round((logits.argmax(-1) == picked).float().mean().item(), 4))
+    model.train()
+    return scores
+
+
+def save_model(folder, model, tok, extra):
+    """A Hugging Face BertForMaskedLM folder; the decoder is not stored (tied to the word embeddings)."""
+    head = {f"cls.predictions.{k}": v for k, v in model.cls.predictions.state_dict().items()}
+    save_bert(model.bert, folder, prefix="bert.", extra_tensors=head, architectures=["BertForMaskedLM"],
+              minibert_ner=dict(extra, lowercase=tok.lowercase))
+    runs.save_tokenizer(folder, tok, model.bert.config.max_position_embeddings)
+
+
+def checkpoint(run, state):
+    """OUT/last swapped in whole, then its model files copied to OUT itself, each written aside and
+    renamed (only model.safetensors ever changes): OUT always holds one complete model."""
+    tmp = run.out / "last.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    save_model(tmp, run.model, run.tok, dict(pretrain=run.info["config"], step=state.step))
+    runs.write_json(tmp / "run.json", run.info)
+    torch.save(state.state_dict(), tmp / "trainer_state.pt")
+    runs.swap_in(tmp, run.out / "last")
+    for name in MODEL_FILES:
+        shutil.copyfile(run.out / "last" / name, run.out / f"{name}.tmp")
+        (run.out / f"{name}.tmp").replace(run.out / name)
+    write_log(run.out, state.history)
+
+
+def write_log(out, history):
+    """Rewrite OUT/log.jsonl and OUT/mlm.svg whole from the history (each evaluation exactly once)."""
+    runs.write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    runs.write_text(out / "mlm.svg", svg_plot(history))
+
+
+def svg_plot(history, width=480, height=300):
+    """Held-out MLM accuracy (%) per language over minutes of training, as a dependency-free SVG."""
+    colors = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f"]
+    left, right, top, bottom = 50, 60, 20, 40
+    end = max(r["seconds"] / 60 for r in history) or 1.0
+    x = lambda minutes: left + minutes / end * (width - left - right)
+    y = lambda accuracy: top + (1 - accuracy) * (height - top - bottom)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11">',
+             f'<rect width="{width}" height="{height}" fill="white"/>',
+             f'<text x="{(width - right + left) / 2}" y="{height - 8}" text-anchor="middle">minutes of training '
+             f'(0..{end:.1f})</text><text x="12" y="{top - 6}">held-out masked-LM accuracy %</text>']
+    for a in (0, 0.25, 0.5, 0.75, 1.0):  # horizontal grid with labels
+        parts.append(f'<line x1="{left}" x2="{width - right}" y1="{y(a):.1f}" y2="{y(a):.1f}" stroke="#ddd"/>'
+                     f'<text x="{left - 6}" y="{y(a) + 4:.1f}" text-anchor="end">{a * 100:.0f}</text>')
+    for i, lang in enumerate(history[-1]["heldout"]):
+        points = " ".join(f"{x(r['seconds'] / 60):.1f},{y(r['heldout'][lang]['accuracy']):.1f}" for r in history)
+        c = colors[i % len(colors)]
+        parts.append(f'<polyline fill="none" stroke="{c}" stroke-width="2" points="{points}"/>'
+                     f'<text x="{width - right + 8}" y="{top + 13 * (i + 1)}" fill="{c}">{lang}</text>')
+    return "\n".join(parts + ["</svg>"]) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+
+
+def start(run, state, t_start):
+    """A fresh run's step 0: the untrained model's scores and the time they take, (without --steps)
+    the schedule fitted to --minutes from a measured step, and a first checkpoint."""
+    t, scores = time.time(), evaluate(run)
+    state.history.append(dict(step=0, seconds=0.0, tokens=0, eval_s=round(time.time() - t, 2), heldout=scores))
+    if not run.cfg.steps:
+        step_seconds = measure_step(run)
+        left = 60 * run.cfg.minutes - (time.time() - t_start) - (EVALUATIONS + 1) * state.history[0]["eval_s"]
+        steps = int(0.97 * left / step_seconds)  # 3% to spare
+        if steps < 10:
+            raise ConfigError(f"--minutes {run.cfg.minutes} leaves room for {max(steps, 0)} steps of "
+                              f"{step_seconds:.2f} s: give more --minutes or --steps, or a smaller model or batch")
+        run.log(f"{step_seconds:.2f} s per step of {run.cfg.batch_size} windows: {steps} steps fit")
+        run.cfg = replace(run.cfg, steps=steps)
+        run.info["config"]["steps"] = steps  # --resume keeps this schedule
+    checkpoint(run, state)
+
+
+def pretrain(cfg):
+    """Pretrain (or, --head-only, fit the MLM head of) one BERT into cfg.out; returns the last log record."""
+    t_start = time.time()
+    if not cfg.out:
+        raise ConfigError("no run folder: pass --out DIR (the model, its checkpoints and log go there)")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    if cfg.head_only and not cfg.init_from:
+        raise ConfigError("--head-only fits the MLM head of an existing model: name it with --from FOLDER_OR_ID")
+    log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
+    auto = "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
+    precision, dtype = resolve_precision(replace(cfg, precision=auto if cfg.precision == "auto" else cfg.precision),
+                                         device)
+    out, files = Path(cfg.out), corpus.training_files(cfg.data)
+    point = open_run(cfg, log)
+    if point is not None:
+        if not cfg.steps:  # the schedule saved (given, or fitted to the first --minutes) stays
+            cfg = replace(cfg, steps=point[0]["config"]["steps"])
+        runs.compare_runs(point[0], run_info(cfg, files), [], out)
+    torch.manual_seed(cfg.seed)  # the initial weights
+    folder = out / "last" if point else hub.model_folder(cfg.init_from, None, log) if cfg.init_from else None
+    run = prepare(cfg, folder, files, dtype, device, log)
+    state = TrainerState(make_optimizer(run.model, cfg),
+                         torch.amp.GradScaler(device.type, enabled=precision == "fp16"),  # a no-op unless fp16
+                         dict(sample=torch.Generator().manual_seed(cfg.seed),  # languages and windows
+                              mask=torch.Generator(device).manual_seed(cfg.seed + 1)))
+    trainable = sum(p.numel() for p in run.model.parameters() if p.requires_grad)
+    log(f"{'the MLM head only' if cfg.head_only else 'masked-LM'}: {trainable / 1e6:.2f}M trainable parameters, "
+        f"vocab {len(run.tok)}, precision {precision} on {device}")
+    if point is not None:
+        state.load_state_dict(point[1])
+        write_log(out, state.history)  # the log as of the checkpoint: a line written after it is gone
+        log(f"resumed {out} at step {state.step} of {cfg.steps}")
+    else:
+        start(run, state, t_start)
+    cfg, every = run.cfg, run.cfg.eval_every or max(1, run.cfg.steps // EVALUATIONS)
+    deadline = t_start + 60 * cfg.minutes - state.history[-1]["eval_s"]  # room for a last evaluation
+    since = dict(time=time.time(), tokens=0, losses=[])  # since the last record
+    while state.step < cfg.steps:
+        if time.time() > deadline or state.step == cfg.stop_after > 0:
+            if since["losses"]:  # keep what was done since the last record
+                end_of_interval(run, state, since, every)
+            log(f"stopping at step {state.step} of {cfg.steps}: continue with the same command + --resume")
+            break
+        batch = corpus.sample_batch(run.streams, run.weights, cfg.batch_size, cfg.max_len, run.tok,
+                                    state.generators["sample"])
+        lr = get_lr(state.step, cfg.steps, cfg)
+        for g in state.optimizer.param_groups:
+            g["lr"] = lr
+        since["losses"].append(train_step(run, state, batch))
+        since["tokens"] += int(batch.attention_mask.sum())
+        state.step += 1
+        if state.step % every == 0 or state.step == cfg.steps:
+            end_of_interval(run, state, since, every)
+            since = dict(time=time.time(), tokens=0, losses=[])
+    log(f"the model: {out} (a BertForMaskedLM folder); fine-tune it with\n"
+        f"  python -m minibert_ner.train --model {out} --train ... --out RUN")
+    return state.history[-1]
+
+
+def end_of_interval(run, state, since, every):
+    """Evaluate on the held-out text, log a record (speed, loss, time left), checkpoint."""
+    last, seconds = state.history[-1], time.time() - since["time"]
+    t, scores = time.time(), evaluate(run)
+    masked, left, steps = sum(s["masked"] for s in scores.values()), run.cfg.steps - state.step, len(since["losses"])
+    rec = dict(step=state.step, seconds=round(last["seconds"] + seconds, 1), tokens=last["tokens"] + since["tokens"],
+               lr=get_lr(state.step - 1, run.cfg.steps, run.cfg), train_loss=round(sum(since["losses"]) / steps, 4),
+               tokens_per_s=round(since["tokens"] / seconds), eval_s=round(time.time() - t, 2),
+               eta_s=round(left * seconds / steps + math.ceil(left / every) * last["eval_s"]),
+               accuracy=round(sum(s["accuracy"] * s["masked"] for s in scores.values()) / max(1, masked), 4),
+               heldout=scores)
+    state.history.append(rec)
+    checkpoint(run, state)
+    run.log(f"step {state.step}/{run.cfg.steps}: held-out MLM accuracy {rec['accuracy'] * 100:.1f}% ("
+            + " ".join(f"{lang} {s['accuracy'] * 100:.0f}" for lang, s in scores.items())
+            + f") | loss {rec['train_loss']:.3f} | {rec['tokens_per_s']:,} tokens/s | ETA {rec['eta_s'] / 60:.1f} min")
+
+
+def open_run(cfg, log):
+    """Start, continue or refuse the run in cfg.out; returns the resume point (run.json, state) or None."""
+    out = Path(cfg.out)
+    if runs.holds_a_run(out) and not (cfg.resume or cfg.overwrite):
+        raise runs.RunError(f"{out} already holds a run: pass --resume to continue it, --overwrite to delete "
+                            f"it and start afresh, or another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    if cfg.overwrite:
+        runs.clear_run(out)
+    for note in runs.recover(out) if cfg.resume else []:  # a swap the kill interrupted, a last.tmp
+        log(f"--resume: {note}")
+    for leftover in out.glob("*.tmp"):  # a model file, the log or the plot, written aside, never renamed
+        leftover.unlink()
+    point = runs.read_resume_point(out) if cfg.resume else None
+    if cfg.resume and point is None:
+        log(f"--resume: {out} has no checkpoint yet: starting from the beginning")
+        runs.clear_run(out)
+    return point
+
+
+def build_parser():
+    """The command line, one option per PretrainConfig field, defaults and help from the field."""
+    p = argparse.ArgumentParser(prog="python -m minibert_ner.pretrain", description=__doc__.split("\n\n")[0],
+                                epilog="examples:\n" + __doc__.split("\n\n")[1],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    for f in fields(PretrainConfig):
+        flag, default, text = "--" + f.name.replace("_", "-"), PretrainConfig.__dataclass_fields__[f.name], f.metadata["help"]
+        flag = "--from" if f.name == "init_from" else flag
+        value = default.default_factory() if f.type is list or f.type == "list" else default.default
+        if isinstance(value, bool):
+            p.add_argument(flag, dest=f.name, action="store_true", help=text)
+        elif isinstance(value, list):
+            p.add_argument(flag, dest=f.name, nargs="+", metavar="LANG=FILE", default=[], help=text)
+        else:
+            p.add_argument(flag, dest=f.name, type=type(value), default=value, help=f"{text} (default: {value!r})")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+    return p
+
+
+def main(argv=None):
+    args = vars(build_parser().parse_args(argv))
+    debug = args.pop("debug")
+
+    def body():
+        pretrain(PretrainConfig(**dict(args, text=parse_files(args["text"], "text"))))
+        return 0
+    return run_command(body, debug)
+
+
+if __name__ == "__main__":
+    import minibert_ner.pretrain  # the package's copy of this module, whose classes the library knows
+    sys.exit(minibert_ner.pretrain.main())
