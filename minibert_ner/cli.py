@@ -164,6 +164,8 @@ def build_parser():
                    "end) or `data`")
     g.add_argument("--overwrite", action="store_true", help="delete the run in --out and start afresh")
     g.add_argument("--stop-after", type=int, help="stop after this many epochs (continue later with --resume)")
+    g.add_argument("--minutes", type=float, help="stop at the end of the last epoch that fits in this many "
+                   "minutes (continue later with --resume)")
     g.add_argument("--quiet", action="store_true", help="print only the final results")
     g.add_argument("--debug", action="store_true", help="show the Python traceback of an error "
                    "(or set MINIBERT_DEBUG=1)")

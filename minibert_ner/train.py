@@ -91,6 +91,7 @@ class TrainConfig:
     cache_gb: float = 4.0        # memory budget of that cache
     max_sentences: int = 0       # subsample each training file (0 = all): small experiments
     stop_after: int = 0          # stop after this many epochs (0 = never): resumable time-boxing
+    minutes: float = 0.0         # stop at an epoch's end before this budget runs out (0 = no budget)
     eval_batch_size: int = 128
     tiny: dict = field(default_factory=dict)  # shape of the random demo BERT
     dropout: float = -1.0        # >= 0 overrides the checkpoint's dropout probabilities
@@ -101,7 +102,7 @@ class TrainConfig:
 
 
 # How a run is carried out, not what it computes: --resume accepts other values for these.
-RUN_CONTROL = {"out", "resume", "overwrite", "allow_change", "stop_after", "quiet", "threads", "device",
+RUN_CONTROL = {"out", "resume", "overwrite", "allow_change", "stop_after", "minutes", "quiet", "threads", "device",
                "eval_batch_size", "cache_frozen", "cache_gb"}
 
 
@@ -485,6 +486,7 @@ def train(cfg):
     cache = PrefixCache(cfg.cache_gb) if cfg.frz >= 0 and cfg.cache_frozen else None
     progress = Progress(log, cfg, run, state, steps_per_epoch)
 
+    started = time.time()
     for epoch in range(state.epoch, cfg.epochs):
         net.train()
         t0, losses, skipped, in_a_row = time.time(), [], 0, 0
@@ -512,8 +514,11 @@ def train(cfg):
                      dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
                           skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
         progress.evaluated(time.time() - t_eval)
-        if cfg.stop_after and epoch + 1 >= cfg.stop_after and epoch + 1 < cfg.epochs:
-            log(f"stopping after epoch {epoch + 1} as asked; continue with --resume")
+        # time-boxing: stop after --stop-after epochs, or when another epoch would overrun --minutes
+        out_of_time = cfg.minutes and time.time() - started + (time.time() - t0) > cfg.minutes * 60
+        if epoch + 1 < cfg.epochs and (out_of_time or (cfg.stop_after and epoch + 1 >= cfg.stop_after)):
+            log(f"stopping after epoch {epoch + 1} ({'--minutes' if out_of_time else '--stop-after'}); "
+                f"continue with the same command + --resume")
             return dict(stopped=True, epoch=state.epoch, best_epoch=state.best_epoch, best_f1=state.best_f1)
     return test_best(model, run, state, cfg, device, dtype, log)
 

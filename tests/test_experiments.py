@@ -13,6 +13,7 @@ import pytest
 from minibert_ner import experiments
 from minibert_ner.cli import configs_from_argv
 from minibert_ner.data import shared_data_dir
+from minibert_ner.runs import read_log
 from minibert_ner.train import train
 from test_ontonotes import ARABIC, CHINESE, ENGLISH
 
@@ -228,3 +229,37 @@ def test_fertility_on_real_files(tmp_path, shared_data, capsys):
     table = json.loads((tmp_path / "fertility.json").read_text())["table"]["mBERT cased"]
     assert 1.0 < table["en"] < table["de"] < 2.5  # German compounds split more than English words
     assert table["ar"] > table["en"]
+
+
+def test_a_run_killed_half_way_is_resumed_not_restarted(tmp_path, capsys):
+    """A session's time limit can stop a recipe in the middle of a run: the next call continues
+    that run from its last epoch (same settings), or starts it over (other settings)."""
+    tiny = dict(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    cfg = replace(configs_from_argv(["--train", f"en={SAMPLE / 'en/train.txt'}", "--dev", f"en={SAMPLE / 'en/dev.txt'}",
+                                     "--max-sentences", "16", "--batch-size", "8", "--epochs", "3",
+                                     "--out", str(tmp_path / "run"), "--quiet"])[0], tiny=tiny)
+    train(replace(cfg, stop_after=1))  # "killed" after its first epoch
+    epochs_trained = []
+    real_epochs = lambda c: epochs_trained.append(c.resume) or train(c)
+    experiments.train_or_resume(cfg, real_epochs)
+    assert epochs_trained == [True] and "training it again" not in capsys.readouterr().err
+    assert [r["epoch"] for r in read_log(tmp_path / "run")] == [1, 2, 3]
+    # other settings: not resumable, so trained again from the start
+    (tmp_path / "run/results.json").unlink()
+    experiments.train_or_resume(replace(cfg, lr=cfg.lr * 2), real_epochs)
+    assert epochs_trained == [True, True, False] and "training it again" in capsys.readouterr().err
+
+
+def test_minutes_budget_stops_a_recipe_and_the_same_command_continues(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train(cfg):  # as train() does when its --minutes share is used up after one epoch
+        calls.append(cfg.minutes)
+        return dict(stopped=True, epoch=1)
+    opts = experiments.parse_options(["table1", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path),
+                                      "--minutes", "5"])
+    files = experiments.Files(opts)
+    runs = experiments.build_runs(opts.recipe, files, opts, 2)
+    files.write()
+    assert experiments.train_runs(runs, opts, fake_train) is None
+    assert len(calls) == 1 and 4.9 < calls[0] <= 5

@@ -281,3 +281,10 @@ def test_command_line_mistakes_are_one_line_and_exit_2(tmp_path, capsys):
         err = capsys.readouterr().err
         assert "Traceback" not in err and err.startswith("error: "), err
         assert __import__("re").search(expected, err), (expected, err)
+
+
+def test_a_minutes_budget_stops_at_an_epochs_end_and_resumes(tmp_path):
+    cfg = config(tmp_path / "r", epochs=3, minutes=1e-6)  # no second epoch fits
+    assert train(cfg)["stopped"] and [r["epoch"] for r in read_log(cfg.out)] == [1]
+    train(replace(cfg, minutes=0, resume=True))
+    assert [r["epoch"] for r in read_log(cfg.out)] == [1, 2, 3]
