@@ -22,6 +22,9 @@ SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 AUX_CHOICES = ("LI", "CL", "PC", "CL+LI", "PC+LI")
 # A random BERT learns nothing at the paper's lr in a few epochs: the demo has its own.
 DEMO = dict(lr=1e-3, epochs=8, out="runs/demo")
+# --recipe paper: only what the paper states. It names lr, batch size and epochs and says it follows
+# Devlin et al.'s recipe, whose warmup, linear decay, weight decay and clipping are the defaults.
+PAPER_LETTER = dict(schedule="constant", warmup=0.0, weight_decay=0.0, clip=0.0, precision="fp32")
 
 # Mistakes a user can make (a bad path, bad data, settings that do not fit, a diverging lr): one
 # line and exit status 2. Anything else is a bug and keeps its traceback.
@@ -134,6 +137,11 @@ def build_parser():
     g = p.add_argument_group("optimisation details (Devlin et al.'s fine-tuning recipe, and ours)")
     g.add_argument("--grad-accum", type=int, help="split each batch into this many micro-batches (same "
                    f"result, less memory; default {d.grad_accum})")
+    g.add_argument("--recipe", choices=("devlin", "paper"), help="devlin (default): BERT's fine-tuning recipe, "
+                   "which the paper says it follows: 10%% warmup, linear decay, weight decay 0.01, clipping 1.0; "
+                   "paper: the paper's letter only: constant lr, no warmup, weight decay or clipping, fp32")
+    g.add_argument("--schedule", choices=("linear", "constant"), help=f"learning-rate schedule (default "
+                   f"{d.schedule}: warmup, then linear decay to 0)")
     g.add_argument("--warmup", type=float, help="fraction of steps during which the lr rises linearly "
                    f"from 0; it then falls linearly to 0 (default {d.warmup})")
     g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay, not applied to biases and "
@@ -191,6 +199,9 @@ def configs_from_args(a):
     for what in ("train", "dev", "test", "unlabeled"):
         if what in given:
             given[what] = parse_files(given[what], what)
+    if given.pop("recipe", "devlin") == "paper":
+        for key, value in PAPER_LETTER.items():
+            given.setdefault(key, value)  # an option given explicitly still wins
     targets = given.get("target", [])
     left_out = sorted({lang for lang, _ in given["train"] if lang in targets})
     given["train"] = [(lang, p) for lang, p in given["train"] if lang not in targets]  # zero-shot: never the target

@@ -73,7 +73,8 @@ class TrainConfig:
     max_len: int = 64            # [paper] pieces per window
     overlap: int = 8             # [paper]
     mask_p: float = 0.15         # [paper] cloze masking probability
-    warmup: float = 0.1          # [Devlin] fraction of steps with linearly rising lr, then linear decay
+    schedule: str = "linear"     # [Devlin] "linear": warmup, then linear decay to 0; "constant": lr throughout
+    warmup: float = 0.1          # [Devlin] fraction of steps with linearly rising lr (schedule "linear")
     weight_decay: float = 0.01   # [Devlin]
     clip: float = 1.0            # [Devlin] gradient-norm clipping
     precision: str = "auto"      # [ours] fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
@@ -119,6 +120,8 @@ def check_config(cfg):
         raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) not negative")
     if cfg.aux and not cfg.unlabeled:
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
+    if cfg.schedule not in ("linear", "constant"):
+        raise ConfigError(f"--schedule {cfg.schedule!r}: use linear or constant")
     if cfg.resume and cfg.overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pick one")
     unknown = set(cfg.allow_change) - {f.name for f in fields(TrainConfig)} - {"data"}
@@ -229,7 +232,11 @@ def prepare(cfg, log):
 
 
 def get_lr(step, total, cfg):
-    """Linear warmup to cfg.lr over the first `warmup` fraction of steps, then linear decay to 0."""
+    """Linear warmup to cfg.lr over the first `warmup` fraction of steps, then linear decay to 0
+    (Devlin et al.'s fine-tuning schedule); or cfg.lr throughout (schedule "constant": the paper's
+    letter, which names only the learning rate)."""
+    if cfg.schedule == "constant":
+        return cfg.lr
     warm = max(1, int(cfg.warmup * total))
     if step < warm:
         return cfg.lr * (step + 1) / warm

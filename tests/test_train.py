@@ -324,3 +324,18 @@ def test_help_explains_every_option(capsys):
                    "--seed", "--resume"):
         assert option in text, option
     assert "#frz" in text and "zero-shot" in text
+
+
+def test_recipe_paper_is_the_papers_letter():
+    """The paper states lr, batch and epochs and says it follows Devlin et al.; --recipe paper drops
+    everything else Devlin's recipe adds (an explicitly given option still wins)."""
+    train = ["--train", f"en={SAMPLE / 'en/train.txt'}", "--out", "unused"]
+    (devlin,) = configs_from_argv(train)
+    (letter,) = configs_from_argv(train + ["--recipe", "paper"])
+    assert (devlin.schedule, devlin.warmup, devlin.weight_decay, devlin.clip) == ("linear", 0.1, 0.01, 1.0)
+    assert (letter.schedule, letter.warmup, letter.weight_decay, letter.clip, letter.precision) == \
+        ("constant", 0.0, 0.0, 0.0, "fp32")
+    assert (letter.lr, letter.batch_size, letter.epochs) == (devlin.lr, devlin.batch_size, devlin.epochs) == (5e-5, 32, 20)
+    assert {get_lr(s, 100, letter) for s in range(100)} == {5e-5}
+    (clipped,) = configs_from_argv(train + ["--recipe", "paper", "--clip", "2"])
+    assert clipped.clip == 2.0
