@@ -33,8 +33,10 @@ def default_files(root):
     """The training splits under `root` as [(lang, path)]: WikiANN's train-LANG.tsv, the CoNLL training
     files, and LANG/train.txt (the bundled sample's layout). Never a dev or test file."""
     root = Path(root)
-    files = [(p.parent.name, p) for p in sorted(root.glob("wikiann/*/train-*.tsv"))]
-    files += [(lang, root / rel) for lang, rel in CONLL_TRAIN if (root / rel).is_file()]
+    files = [(lang, root / rel) for lang, rel in CONLL_TRAIN if (root / rel).is_file()]
+    # WikiANN last: every language has it, so the held-out slices (each language's last sentences,
+    # see split_heldout) are all WikiANN sentences, comparable across languages
+    files += [(p.parent.name, p) for p in sorted(root.glob("wikiann/*/train-*.tsv"))]
     return files + [(p.parent.name, p) for p in sorted(root.glob("*/train.txt"))]
 
 
@@ -53,13 +55,20 @@ def training_files(data=""):
     return files
 
 
-def read_sentences(files, texts=()):
-    """{lang: [words of each sentence]} from labelled files (words only) and raw text, one sentence a line."""
+def read_sentences(files, texts=(), langs=""):
+    """{lang: [words of each sentence]} from labelled files (words only) and raw text, one sentence a
+    line; `langs` ("en,de"; "" = all) keeps only those languages."""
+    keep = lambda lang: not langs or lang in langs.split(",")
     sentences = {}
     for lang, path in files:
-        sentences.setdefault(lang, []).extend(s.words for s in read_conll(path, lang))
+        if keep(lang):
+            sentences.setdefault(lang, []).extend(s.words for s in read_conll(path, lang))
     for lang, path in texts:
-        sentences.setdefault(lang, []).extend(s.words for s in read_text(path, lang))
+        if keep(lang):
+            sentences.setdefault(lang, []).extend(s.words for s in read_text(path, lang))
+    if not sentences:
+        raise DataError(f"no text to pretrain on (--langs {langs or 'all'}; languages of the files: "
+                        f"{', '.join(sorted({l for l, _ in [*files, *texts]})) or 'none'}); add --text LANG=FILE")
     return dict(sorted(sentences.items()))
 
 

@@ -73,6 +73,7 @@ class PretrainConfig:
     data: str = option("", "a folder laid out as ../shared/data whose TRAINING files give the text "
                            "(default: ../shared/data, or data/sample when absent); 'none': --text only")
     text: list = option([], "raw text, one sentence per line, added to the corpus (LANG=FILE ...)")
+    langs: str = option("", "only these languages of the corpus, comma-separated (e.g. en); default: all")
     vocab: str = option("", "a vocab.txt to use (e.g. mBERT's cased one); default: learn one from the corpus")
     vocab_size: int = option(30000, "size of the vocabulary learnt from the corpus")
     smoothing: float = option(0.7, "languages drawn with p_l proportional to n_l^SMOOTHING (mBERT: 0.7)")
@@ -110,6 +111,7 @@ class Run:
     weights: torch.Tensor  # the languages' sampling weights p_l
     heldout: dict        # lang -> windows.Batch of its held-out text
     info: dict           # run.json: what --resume compares
+    recipe: TrainConfig  # our settings as train's functions read them: the CL task, lr schedule, AdamW
 
 
 # ---------------------------------------------------------------------------------------------
@@ -158,6 +160,13 @@ def build_model(cfg, tok, folder):
     return model
 
 
+def recipe(cfg):
+    """The CL task, the schedule and the optimizer as fine-tuning runs them: a TrainConfig with our
+    values (its other fields keep their defaults), for train's aux_losses, get_lr and make_optimizer."""
+    return TrainConfig(aux=["CL"], mask_p=cfg.mask_p, lr=cfg.lr, warmup=cfg.warmup, weight_decay=cfg.weight_decay,
+                       clip=cfg.clip)
+
+
 def run_info(cfg, files):
     """What --resume compares: the settings that shape the result, and every input file's content."""
     config = {k: v for k, v in asdict(cfg).items() if k not in RUN_CONTROL}
@@ -166,9 +175,9 @@ def run_info(cfg, files):
     return json.loads(json.dumps(info, default=str))  # tuples -> lists, as it reads back
 
 
-def prepare(cfg, folder, files, dtype, device, log):
+def prepare(cfg, folder, files, info, dtype, device, log):
     """Read the corpus, hold out a slice per language, build the tokenizer and the model."""
-    train_text, heldout_text = corpus.split_heldout(corpus.read_sentences(files, cfg.text))
+    train_text, heldout_text = corpus.split_heldout(corpus.read_sentences(files, cfg.text, cfg.langs))
     tok = build_tokenizer(cfg, folder, train_text)
     streams = [corpus.encode_stream(s, tok) for s in train_text.values()]
     heldout = {lang: corpus.encode_stream(s, tok) for lang, s in heldout_text.items()}
@@ -176,7 +185,7 @@ def prepare(cfg, folder, files, dtype, device, log):
     log(corpus.describe(dict(zip(train_text, streams)), heldout, weights, tok))
     return Run(cfg, Path(cfg.out), log, dtype, tok, build_model(cfg, tok, folder).to(device), streams, weights,
                {lang: corpus.heldout_batch(s, cfg.max_len, tok) for lang, s in heldout.items() if len(s.ids)},
-               run_info(cfg, files))
+               info, recipe(cfg))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -186,9 +195,8 @@ def prepare(cfg, folder, files, dtype, device, log):
 def train_step(run, state, batch):
     """One update: autocast forward (the CL loss) -> backward -> unscale, clip, step, update, zero_grad."""
     device = next(run.model.parameters()).device
-    cl_task = TrainConfig(aux=["CL"], mask_p=run.cfg.mask_p)  # the CL task exactly as fine-tuning runs it
     with torch.autocast(device.type, dtype=run.dtype, enabled=run.dtype != torch.float32):
-        loss = aux_losses(run.model, batch.to(device), cl_task, run.tok, state.generators["mask"])["cloze"]
+        loss = aux_losses(run.model, batch.to(device), run.recipe, run.tok, state.generators["mask"])["cloze"]
     if not torch.isfinite(loss):
         raise FloatingPointError(f"the masked-LM loss is NaN/inf at step {state.step}; the last checkpoint is "
                                  f"{run.out / 'last'}. Try a lower --lr or --precision fp32")
@@ -205,7 +213,7 @@ def measure_step(run):
     """Seconds per step, timed on a throwaway copy of the model (3 steps, the slower first one not
     counted): the run's own weights, optimizer and random generators stay untouched."""
     rng, probe = torch.get_rng_state(), replace(run, model=copy.deepcopy(run.model))
-    state = TrainerState(make_optimizer(probe.model, run.cfg), torch.amp.GradScaler(enabled=False),
+    state = TrainerState(make_optimizer(probe.model, run.recipe), torch.amp.GradScaler(enabled=False),
                          dict(mask=torch.Generator(next(probe.model.parameters()).device).manual_seed(0)))
     g, times = torch.Generator().manual_seed(0), []
     for _ in range(3):
@@ -235,6 +243,11 @@ def evaluate(run):
                             accuracy=round((logits.argmax(-1) == picked).float().mean().item(), 4))
     model.train()
     return scores
+
+
+def pooled_accuracy(scores):
+    """The accuracy over every language's masked pieces together."""
+    return round(sum(s["accuracy"] * s["masked"] for s in scores.values()) / max(1, sum(s["masked"] for s in scores.values())), 4)
 
 
 def save_model(folder, model, tok, extra):
@@ -296,7 +309,8 @@ def start(run, state, t_start):
     """A fresh run's step 0: the untrained model's scores and the time they take, (without --steps)
     the schedule fitted to --minutes from a measured step, and a first checkpoint."""
     t, scores = time.time(), evaluate(run)
-    state.history.append(dict(step=0, seconds=0.0, tokens=0, eval_s=round(time.time() - t, 2), heldout=scores))
+    state.history.append(dict(step=0, seconds=0.0, tokens=0, eval_s=round(time.time() - t, 2),
+                              accuracy=pooled_accuracy(scores), heldout=scores))
     if not run.cfg.steps:
         step_seconds = measure_step(run)
         left = 60 * run.cfg.minutes - (time.time() - t_start) - (EVALUATIONS + 1) * state.history[0]["eval_s"]
@@ -322,18 +336,19 @@ def pretrain(cfg):
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     auto = "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
-    precision, dtype = resolve_precision(replace(cfg, precision=auto if cfg.precision == "auto" else cfg.precision),
+    precision, dtype = resolve_precision(TrainConfig(precision=auto if cfg.precision == "auto" else cfg.precision),
                                          device)
     out, files = Path(cfg.out), corpus.training_files(cfg.data)
     point = open_run(cfg, log)
+    if point is not None and not cfg.steps:  # the schedule saved (given, or fitted to --minutes) stays
+        cfg = replace(cfg, steps=point[0]["config"]["steps"])
+    info = run_info(cfg, files)
     if point is not None:
-        if not cfg.steps:  # the schedule saved (given, or fitted to the first --minutes) stays
-            cfg = replace(cfg, steps=point[0]["config"]["steps"])
-        runs.compare_runs(point[0], run_info(cfg, files), [], out)
+        runs.compare_runs(point[0], info, [], out)
     torch.manual_seed(cfg.seed)  # the initial weights
     folder = out / "last" if point else hub.model_folder(cfg.init_from, None, log) if cfg.init_from else None
-    run = prepare(cfg, folder, files, dtype, device, log)
-    state = TrainerState(make_optimizer(run.model, cfg),
+    run = prepare(cfg, folder, files, info, dtype, device, log)
+    state = TrainerState(make_optimizer(run.model, run.recipe),
                          torch.amp.GradScaler(device.type, enabled=precision == "fp16"),  # a no-op unless fp16
                          dict(sample=torch.Generator().manual_seed(cfg.seed),  # languages and windows
                               mask=torch.Generator(device).manual_seed(cfg.seed + 1)))
@@ -357,7 +372,7 @@ def pretrain(cfg):
             break
         batch = corpus.sample_batch(run.streams, run.weights, cfg.batch_size, cfg.max_len, run.tok,
                                     state.generators["sample"])
-        lr = get_lr(state.step, cfg.steps, cfg)
+        lr = get_lr(state.step, cfg.steps, run.recipe)
         for g in state.optimizer.param_groups:
             g["lr"] = lr
         since["losses"].append(train_step(run, state, batch))
@@ -375,13 +390,12 @@ def end_of_interval(run, state, since, every):
     """Evaluate on the held-out text, log a record (speed, loss, time left), checkpoint."""
     last, seconds = state.history[-1], time.time() - since["time"]
     t, scores = time.time(), evaluate(run)
-    masked, left, steps = sum(s["masked"] for s in scores.values()), run.cfg.steps - state.step, len(since["losses"])
+    left, steps = run.cfg.steps - state.step, len(since["losses"])
     rec = dict(step=state.step, seconds=round(last["seconds"] + seconds, 1), tokens=last["tokens"] + since["tokens"],
-               lr=get_lr(state.step - 1, run.cfg.steps, run.cfg), train_loss=round(sum(since["losses"]) / steps, 4),
+               lr=get_lr(state.step - 1, run.cfg.steps, run.recipe), train_loss=round(sum(since["losses"]) / steps, 4),
                tokens_per_s=round(since["tokens"] / seconds), eval_s=round(time.time() - t, 2),
                eta_s=round(left * seconds / steps + math.ceil(left / every) * last["eval_s"]),
-               accuracy=round(sum(s["accuracy"] * s["masked"] for s in scores.values()) / max(1, masked), 4),
-               heldout=scores)
+               accuracy=pooled_accuracy(scores), heldout=scores)
     state.history.append(rec)
     checkpoint(run, state)
     run.log(f"step {state.step}/{run.cfg.steps}: held-out MLM accuracy {rec['accuracy'] * 100:.1f}% ("
@@ -414,10 +428,10 @@ def build_parser():
     p = argparse.ArgumentParser(prog="python -m minibert_ner.pretrain", description=__doc__.split("\n\n")[0],
                                 epilog="examples:\n" + __doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    defaults = PretrainConfig()
     for f in fields(PretrainConfig):
-        flag, default, text = "--" + f.name.replace("_", "-"), PretrainConfig.__dataclass_fields__[f.name], f.metadata["help"]
+        flag, value, text = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), f.metadata["help"]
         flag = "--from" if f.name == "init_from" else flag
-        value = default.default_factory() if f.type is list or f.type == "list" else default.default
         if isinstance(value, bool):
             p.add_argument(flag, dest=f.name, action="store_true", help=text)
         elif isinstance(value, list):

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from minibert_ner.corpus import (Stream, default_files, encode_stream, sample_batch, smoothed_weights,
-                                 split_heldout)
+from minibert_ner.corpus import (Stream, default_files, encode_stream, read_sentences, sample_batch,
+                                 smoothed_weights, split_heldout)
+from minibert_ner.data import DataError
 from minibert_ner.tokenizer import WordPieceTokenizer, learn_vocab
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -61,3 +62,10 @@ def test_the_held_out_slice_is_the_last_tenth_at_most():
     train, heldout = split_heldout({"en": [["a"]] * 50, "sw": [["b"]] * 5000})
     assert len(heldout["en"]) == 5 and len(train["en"]) == 45
     assert len(heldout["sw"]) == 200 and len(train["sw"]) == 4800
+
+
+def test_langs_keeps_only_those_languages_and_an_empty_corpus_is_an_error():
+    files = default_files(SAMPLE)
+    assert list(read_sentences(files, langs="en,de")) == ["de", "en"]
+    with pytest.raises(DataError, match="no text to pretrain on"):
+        read_sentences(files, langs="sw")
