@@ -8,6 +8,7 @@ import argparse
 import os
 import sys
 import traceback
+import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -34,7 +35,10 @@ USER_ERRORS = (DataError, CheckpointError, VocabError, RunError, ConfigError, Mo
 
 def run_command(body, debug=False):
     """Run a command's body; a user error prints `error: ...` and returns 2, without a traceback
-    unless --debug or MINIBERT_DEBUG=1 asks for one."""
+    unless --debug or MINIBERT_DEBUG=1 asks for one. Warnings (a tag dev data has but training
+    lacks, a suspicious encoding) print as one `warning: ...` line each while the command runs."""
+    show = warnings.showwarning
+    warnings.showwarning = lambda message, *rest: print(f"warning: {message}", file=sys.stderr)
     try:
         return body()
     except USER_ERRORS as error:
@@ -42,6 +46,8 @@ def run_command(body, debug=False):
             traceback.print_exc()
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        warnings.showwarning = show
 
 
 DESCRIPTION = """\

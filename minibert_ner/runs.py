@@ -31,7 +31,7 @@ import torch
 from .heads import NERModel
 from .model import BertConfig
 from .tokenizer import WordPieceTokenizer, says_lowercase
-from .weights import load_bert, read_tensors, save_bert, save_safetensors
+from .weights import check_vocab_size, load_bert, read_tensors, save_bert, save_safetensors
 
 __all__ = ["RunError", "save_checkpoint", "save_tokenizer", "load_weights_into", "load_ner_model", "holds_a_run",
            "clear_run", "recover", "save_epoch", "read_resume_point", "compare_runs", "read_log", "write_log",
@@ -109,12 +109,17 @@ def load_weights_into(model, folder):
     if checkpoint_labels(folder) != model.labels:
         raise RunError(f"{folder}: checkpoint labels {checkpoint_labels(folder)} differ from the data's "
                        f"{model.labels}")
-    if "classifier.weight" not in tensors:
-        raise RunError(f"{folder}: model.safetensors has no classifier.weight: not a token-classification "
-                       f"checkpoint (train one with `python -m minibert_ner.train`)")
+    for name in ("classifier.weight", "classifier.bias"):
+        if name not in tensors:
+            raise RunError(f"{folder}: model.safetensors has no {name}: not a token-classification "
+                           f"checkpoint (train one with `python -m minibert_ner.train`)")
     if tensors["classifier.weight"].shape != own["classifier.weight"].shape:
-        raise RunError(f"{folder}: the checkpoint has {tensors['classifier.weight'].shape[0]} labels "
-                       f"but the data gives {own['classifier.weight'].shape[0]}: a label set mismatch")
+        raise RunError(f"{folder}: classifier.weight has {tensors['classifier.weight'].shape[0]} rows but "
+                       f"config.json's id2label names {own['classifier.weight'].shape[0]} labels")
+    for name, t in tensors.items():  # load_bert checked the encoder; these are the heads
+        if name in own and (not t.is_floating_point() or t.shape != own[name].shape):
+            raise RunError(f"{folder}: {name} is {str(t.dtype)[6:]}{list(t.shape)}; expected floating-point "
+                           f"data of shape {list(own[name].shape)}")
     model.load_state_dict({k: v for k, v in tensors.items() if k in own}, strict=False)
 
 
@@ -137,6 +142,7 @@ def load_ner_model(folder, device="cpu"):
     model = NERModel(bert, checkpoint_labels(folder))
     load_weights_into(model, folder)
     tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=extra.get("lowercase", False))
+    check_vocab_size(len(tok), bert.config, folder / "vocab.txt")  # a short vocab.txt would change tags silently
     return model.to(device).eval(), tok
 
 

@@ -206,7 +206,7 @@ def prepare(cfg, log):
     for sets in (dev_sets, test_sets):  # a tag training never saw would be scored but never predicted
         for v in sets.values():
             check_labels(v, labels, strict=False)
-    unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang)]
+    unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang, cfg.encoding)]
     languages = sorted({s.lang for s in train_sentences} | {s.lang for s in unlabeled})
     # a folder, or a hub id fetched once into the Hugging Face cache (hub.py)
     folder = hub.model_folder(cfg.model, cfg.revision or None, log) if cfg.model else None

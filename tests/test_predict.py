@@ -122,3 +122,39 @@ def test_transformers_reads_the_checkpoint_right(runs, kind):
     for text in TEXTS:  # short texts: the same entities, types and character spans
         theirs = [(e["entity_group"], e["start"], e["end"]) for e in nlp(text)]
         assert theirs == [(e.type, e.start, e.end) for e in tagger(text)], text
+
+
+def corrupt(folder, how):
+    """Break a checkpoint folder in one way (issue: each was loaded silently or gave a traceback)."""
+    from minibert_ner.weights import read_tensors, save_safetensors
+    tensors = read_tensors(folder / "model.safetensors")
+    config = json.loads((folder / "config.json").read_text())
+    if how == "vocab 60 lines short":
+        lines = (folder / "vocab.txt").read_text().splitlines()
+        (folder / "vocab.txt").write_text("\n".join(lines[:-60]) + "\n")
+    elif how == "no classifier":
+        del tensors["classifier.weight"], tensors["classifier.bias"]
+    elif how == "id2label longer than the classifier":
+        config["id2label"][str(len(config["id2label"]))] = "I-EXTRA"
+    elif how == "integer classifier":
+        tensors["classifier.weight"] = tensors["classifier.weight"].to(torch.int32)
+    elif how == "NaN in the encoder":
+        tensors["bert.encoder.layer.0.output.dense.weight"][0, 0] = float("nan")
+    elif how == "config with other layers":
+        config["num_hidden_layers"] = 3
+    save_safetensors(tensors, folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+@pytest.mark.parametrize("how", ["vocab 60 lines short", "no classifier", "id2label longer than the classifier",
+                                 "integer classifier", "NaN in the encoder", "config with other layers"])
+def test_a_broken_checkpoint_is_one_clear_message(runs, tmp_path, capsys, how):
+    import shutil
+    folder = tmp_path / "best"
+    shutil.copytree(runs["cased"] / "best", folder)
+    assert predict.main(["--model", str(folder), "Anna"]) == 0  # intact: loads
+    capsys.readouterr()
+    corrupt(folder, how)
+    assert predict.main(["--model", str(folder), "Anna"]) == 2, how
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and str(folder) in err, err
