@@ -46,7 +46,7 @@ from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
 from .windows import IGNORE_INDEX, cloze_mask
 
 MODEL_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
-EVALUATIONS = 20  # held-out evaluations (each with a checkpoint) per run, unless --eval-every says otherwise
+EVALUATIONS = 20  # held-out evaluations (each with a checkpoint) per run, fewer in short --minutes budgets
 
 
 def option(default, help):
@@ -87,7 +87,8 @@ class PretrainConfig:
                                     "natively, else fp32 on CPU and fp16 on old GPUs)")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
     seed: int = option(1, "random seed: the initial weights, the windows drawn, the masks")
-    eval_every: int = option(0, f"steps between evaluations and checkpoints (0 = {EVALUATIONS} per run)")
+    eval_every: int = option(0, f"steps between evaluations and checkpoints (0 = {EVALUATIONS} per run, fewer "
+                                "when they would take over a tenth of --minutes)")
     stop_after: int = option(0, "stop after this many steps (0 = never); continue with --resume")
     resume: bool = option(False, "continue the run in --out from its last checkpoint (same settings)")
     overwrite: bool = option(False, "delete the run in --out and start afresh")
@@ -95,7 +96,7 @@ class PretrainConfig:
 
 
 # How a run is carried out, not what it computes: --resume accepts other values for these.
-RUN_CONTROL = {"out", "minutes", "stop_after", "resume", "overwrite", "quiet", "device", "eval_every"}
+RUN_CONTROL = {"out", "minutes", "stop_after", "resume", "overwrite", "quiet", "device"}
 
 
 @dataclass
@@ -311,16 +312,18 @@ def start(run, state, t_start):
     t, scores = time.time(), evaluate(run)
     state.history.append(dict(step=0, seconds=0.0, tokens=0, eval_s=round(time.time() - t, 2),
                               accuracy=pooled_accuracy(scores), heldout=scores))
-    if not run.cfg.steps:
-        step_seconds = measure_step(run)
-        left = 60 * run.cfg.minutes - (time.time() - t_start) - (EVALUATIONS + 1) * state.history[0]["eval_s"]
-        steps = int(0.97 * left / step_seconds)  # 3% to spare
+    steps, evaluations, eval_s = run.cfg.steps, EVALUATIONS, state.history[0]["eval_s"]
+    if not steps:
+        step_seconds, left = measure_step(run), 60 * run.cfg.minutes - (time.time() - t_start)
+        evaluations = min(EVALUATIONS, max(1, int(0.1 * left / eval_s)))  # at most a tenth of the time
+        steps = int(0.97 * (left - evaluations * eval_s) / step_seconds)  # 3% to spare
         if steps < 10:
             raise ConfigError(f"--minutes {run.cfg.minutes} leaves room for {max(steps, 0)} steps of "
                               f"{step_seconds:.2f} s: give more --minutes or --steps, or a smaller model or batch")
         run.log(f"{step_seconds:.2f} s per step of {run.cfg.batch_size} windows: {steps} steps fit")
-        run.cfg = replace(run.cfg, steps=steps)
-        run.info["config"]["steps"] = steps  # --resume keeps this schedule
+    every = run.cfg.eval_every or max(1, steps // evaluations)
+    run.cfg = replace(run.cfg, steps=steps, eval_every=every)
+    run.info["config"].update(steps=steps, eval_every=every)  # what --resume keeps
     checkpoint(run, state)
 
 
@@ -340,8 +343,8 @@ def pretrain(cfg):
                                          device)
     out, files = Path(cfg.out), corpus.training_files(cfg.data)
     point = open_run(cfg, log)
-    if point is not None and not cfg.steps:  # the schedule saved (given, or fitted to --minutes) stays
-        cfg = replace(cfg, steps=point[0]["config"]["steps"])
+    if point is not None:  # the schedule saved (given, or fitted to the first --minutes) stays
+        cfg = replace(cfg, **{k: getattr(cfg, k) or point[0]["config"][k] for k in ("steps", "eval_every")})
     info = run_info(cfg, files)
     if point is not None:
         runs.compare_runs(point[0], info, [], out)
@@ -361,13 +364,13 @@ def pretrain(cfg):
         log(f"resumed {out} at step {state.step} of {cfg.steps}")
     else:
         start(run, state, t_start)
-    cfg, every = run.cfg, run.cfg.eval_every or max(1, run.cfg.steps // EVALUATIONS)
+    cfg = run.cfg  # with the schedule fitted to --minutes
     deadline = t_start + 60 * cfg.minutes - state.history[-1]["eval_s"]  # room for a last evaluation
     since = dict(time=time.time(), tokens=0, losses=[])  # since the last record
     while state.step < cfg.steps:
         if time.time() > deadline or state.step == cfg.stop_after > 0:
             if since["losses"]:  # keep what was done since the last record
-                end_of_interval(run, state, since, every)
+                end_of_interval(run, state, since)
             log(f"stopping at step {state.step} of {cfg.steps}: continue with the same command + --resume")
             break
         batch = corpus.sample_batch(run.streams, run.weights, cfg.batch_size, cfg.max_len, run.tok,
@@ -378,15 +381,15 @@ def pretrain(cfg):
         since["losses"].append(train_step(run, state, batch))
         since["tokens"] += int(batch.attention_mask.sum())
         state.step += 1
-        if state.step % every == 0 or state.step == cfg.steps:
-            end_of_interval(run, state, since, every)
+        if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+            end_of_interval(run, state, since)
             since = dict(time=time.time(), tokens=0, losses=[])
     log(f"the model: {out} (a BertForMaskedLM folder); fine-tune it with\n"
         f"  python -m minibert_ner.train --model {out} --train ... --out RUN")
     return state.history[-1]
 
 
-def end_of_interval(run, state, since, every):
+def end_of_interval(run, state, since):
     """Evaluate on the held-out text, log a record (speed, loss, time left), checkpoint."""
     last, seconds = state.history[-1], time.time() - since["time"]
     t, scores = time.time(), evaluate(run)
@@ -394,7 +397,7 @@ def end_of_interval(run, state, since, every):
     rec = dict(step=state.step, seconds=round(last["seconds"] + seconds, 1), tokens=last["tokens"] + since["tokens"],
                lr=get_lr(state.step - 1, run.cfg.steps, run.recipe), train_loss=round(sum(since["losses"]) / steps, 4),
                tokens_per_s=round(since["tokens"] / seconds), eval_s=round(time.time() - t, 2),
-               eta_s=round(left * seconds / steps + math.ceil(left / every) * last["eval_s"]),
+               eta_s=round(left * seconds / steps + math.ceil(left / run.cfg.eval_every) * last["eval_s"]),
                accuracy=pooled_accuracy(scores), heldout=scores)
     state.history.append(rec)
     checkpoint(run, state)
