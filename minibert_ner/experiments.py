@@ -363,6 +363,7 @@ def build_parser():
     p.add_argument("--out", help="where the runs go (default runs/experiments-SCALE)")
     p.add_argument("--results", help="where the summary JSON and SVG plots go (default: --out)")
     p.add_argument("--dry-run", action="store_true", help="print the train command lines, train nothing")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep RUN/best and RUN/last")
     p.add_argument("--minutes", type=float, default=0, help="stop (at an epoch's end) once this many minutes "
                    "are used; the same command later continues where it stopped. Default 0: no limit")
@@ -426,7 +427,13 @@ def fertility_recipe(opts):
 
 
 def main(argv=None, train_fn=None):
+    from .cli import run_command  # a bad path or option: one line and exit 2, as every command
     opts = parse_options(argv)
+    return run_command(lambda: run_recipe(opts, train_fn), opts.debug)
+
+
+def run_recipe(opts, train_fn=None):
+    """The recipe's runs: listed (--dry-run), or trained and reported."""
     if opts.recipe == "fertility":
         return fertility_recipe(opts)
     missing = opts.recipe == "ontonotes" and missing_ontonotes(opts)
