@@ -349,6 +349,7 @@ def pretrain(cfg):
     if point is not None:
         runs.compare_runs(point[0], info, [], out)
     torch.manual_seed(cfg.seed)  # the initial weights
+    # a resumed run reads its weights as `train --model` would: last/ is a BertForMaskedLM folder too
     folder = out / "last" if point else hub.model_folder(cfg.init_from, None, log) if cfg.init_from else None
     run = prepare(cfg, folder, files, info, dtype, device, log)
     state = TrainerState(make_optimizer(run.model, run.recipe),
@@ -373,6 +374,7 @@ def pretrain(cfg):
                 end_of_interval(run, state, since)
             log(f"stopping at step {state.step} of {cfg.steps}: continue with the same command + --resume")
             break
+        # languages drawn p_l ∝ n_l^0.7, windows cut from the flat arrays now: nothing is stored
         batch = corpus.sample_batch(run.streams, run.weights, cfg.batch_size, cfg.max_len, run.tok,
                                     state.generators["sample"])
         lr = get_lr(state.step, cfg.steps, run.recipe)
@@ -381,6 +383,8 @@ def pretrain(cfg):
         since["losses"].append(train_step(run, state, batch))
         since["tokens"] += int(batch.attention_mask.sum())
         state.step += 1
+        # the held-out evaluation draws from its own generator and runs without dropout, so when it
+        # happens (and whether a kill + --resume happened in between) changes nothing in training
         if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
             end_of_interval(run, state, since)
             since = dict(time=time.time(), tokens=0, losses=[])
@@ -418,7 +422,8 @@ def open_run(cfg, log):
     for note in runs.recover(out) if cfg.resume else []:  # a swap the kill interrupted, a last.tmp
         log(f"--resume: {note}")
     for leftover in out.glob("*.tmp"):  # a model file, the log or the plot, written aside, never renamed
-        leftover.unlink()
+        if leftover.is_file():
+            leftover.unlink()
     point = runs.read_resume_point(out) if cfg.resume else None
     if cfg.resume and point is None:
         log(f"--resume: {out} has no checkpoint yet: starting from the beginning")
