@@ -2,6 +2,7 @@
 
     python -m minibert_ner.pretrain --out runs/pocket              # the pocket model, in 60 minutes
     python -m minibert_ner.train --model runs/pocket ...           # then fine-tune it as the paper does mBERT
+    python -m minibert_ner.pretrain --out runs/random --steps 1 --lr 0   # its random init: the baseline
     python -m minibert_ner.pretrain --from MODEL --head-only --out runs/head   # fit a missing MLM head
 
 The paper rests on mBERT: one BERT pretrained with masked-LM on many languages at once, with one shared

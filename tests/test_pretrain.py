@@ -10,7 +10,7 @@ import torch
 from minibert_ner import train as train_module
 from minibert_ner.cli import configs_from_argv
 from minibert_ner.heads import NERModel, init_cloze_head
-from minibert_ner.pretrain import PretrainConfig, main, pretrain
+from minibert_ner.pretrain import PretrainConfig, build_model, main, pretrain
 from minibert_ner.runs import RunError, read_log
 from minibert_ner.tokenizer import WordPieceTokenizer
 from minibert_ner.train import ConfigError
@@ -133,3 +133,15 @@ def test_settings_that_cannot_work_are_one_line_errors(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "c"), "--data", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no training files" in err and err.count("\n") == 1
+
+
+def test_lr_0_writes_the_random_initialisation_the_zero_shot_baseline(tmp_path):
+    """`--steps 1 --lr 0` saves the very weights pretraining starts from (same seed, same vocabulary):
+    the same architecture at random initialisation, for comparing what pretraining buys."""
+    out = tmp_path / "random"
+    pretrain(tiny(out, steps=1, lr=0.0))
+    tok = WordPieceTokenizer.from_file(out / "vocab.txt")
+    torch.manual_seed(1)
+    fresh = build_model(tiny(out), tok, None)
+    saved = read_tensors(out / "model.safetensors")
+    assert all(torch.equal(v, saved[f"bert.{k}"]) for k, v in fresh.bert.state_dict().items())
