@@ -140,6 +140,9 @@ def build_parser():
     g.add_argument("--overlap", type=int, help=f"pieces shared by consecutive windows of a long sentence "
                    f"(default {d.overlap})")
     g.add_argument("--mask-p", type=float, help=f"cloze masking probability (default {d.mask_p})")
+    g.add_argument("--li-on", choices=("all", "target"), help="language ID's examples: all (default) = the "
+                   "target text and the labelled source windows, each with its language; target = the target "
+                   "text only (the paper's formula read literally: in zero-shot one label, a constant to learn)")
     g = p.add_argument_group("optimisation details (Devlin et al.'s fine-tuning recipe, and ours)")
     g.add_argument("--grad-accum", type=int, help="split each batch into this many micro-batches (same "
                    f"result, less memory; default {d.grad_accum})")

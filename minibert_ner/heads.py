@@ -113,9 +113,11 @@ class NERModel(nn.Module):
 
     # -- heads ----------------------------------------------------------------------------------
 
-    def forward(self, input_ids, attention_mask=None, prefix=None):
-        """NER logits for every piece, (B, T, num_labels)."""
-        return self.ner_logits(self.encode(input_ids, attention_mask, prefix))
+    def forward(self, input_ids, attention_mask=None, prefix=None, languages=False):
+        """NER logits for every piece, (B, T, num_labels); with languages=True also the language-ID
+        logits of [CLS], (B, num_languages), from the same pass (LI on labelled windows)."""
+        h = self.encode(input_ids, attention_mask, prefix)
+        return (self.ner_logits(h), self.language_logits(h)) if languages else self.ner_logits(h)
 
     def ner_logits(self, h):
         return self.classifier(self.dropout(h))  # (B, T, num_labels)

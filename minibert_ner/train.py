@@ -73,6 +73,10 @@ class TrainConfig:
     max_len: int = 64            # [paper] pieces per window
     overlap: int = 8             # [paper]
     mask_p: float = 0.15         # [paper] cloze masking probability
+    # [ours] LI's examples: "all" = the [CLS] of the target text AND of the labelled source windows,
+    # each with its language; "target" = the target text only, the paper's formula read literally,
+    # where in zero-shot every example has the same label and the head learns a constant (README)
+    li_on: str = "all"
     schedule: str = "linear"     # [Devlin] "linear": warmup, then linear decay to 0; "constant": lr throughout
     warmup: float = 0.1          # [Devlin] fraction of steps with linearly rising lr (schedule "linear")
     weight_decay: float = 0.01   # [Devlin]
@@ -120,6 +124,8 @@ def check_config(cfg):
         raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) not negative")
     if cfg.aux and not cfg.unlabeled:
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
+    if cfg.li_on not in ("all", "target"):
+        raise ConfigError(f"--li-on {cfg.li_on!r}: use all or target")
     if cfg.schedule not in ("linear", "constant"):
         raise ConfigError(f"--schedule {cfg.schedule!r}: use linear or constant")
     if cfg.resume and cfg.overwrite:
@@ -347,8 +353,10 @@ def aux_batches(windows, size, cfg, pad_id, generator):
             yield collate([windows[i] for i in index], pad_id, index)
 
 
-def aux_losses(model, batch, cfg, tok, gen):
-    """LI / CL / PC losses on one batch of unlabeled target text (paper, "Multi-task Learning")."""
+def aux_losses(model, batch, cfg, tok, gen, source_languages=None):
+    """LI / CL / PC losses on one batch of unlabeled target text (paper, "Multi-task Learning").
+    source_languages: (language logits, language ids) of the labelled windows of the same step,
+    more LI examples (--li-on all); LI averages over all its examples, as the paper's 1/N_U."""
     losses = {}
     ids, mask = batch.input_ids, batch.attention_mask
     masked, targets = ids, None
@@ -367,7 +375,11 @@ def aux_losses(model, batch, cfg, tok, gen):
     if targets is not None:
         losses["cloze"] = cloze_loss(model.cloze_logits(h, targets), targets)
     if "LI" in cfg.aux:  # [CLS] is never masked, so LI reads the same pass
-        losses["li"] = torch.nn.functional.cross_entropy(model.language_logits(h).float(), batch.lang_ids)
+        logits, languages = model.language_logits(h).float(), batch.lang_ids
+        if source_languages is not None:
+            logits = torch.cat([logits, source_languages[0].float()])
+            languages = torch.cat([languages, source_languages[1]])
+        losses["li"] = torch.nn.functional.cross_entropy(logits, languages)
     return losses
 
 
@@ -390,11 +402,15 @@ def train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, a
         sync = net.no_sync() if world > 1 and j < len(micro_batches) - 1 else nullcontext()
         with sync, torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             prefix = cache.prefix(model, batch, "train") if cache else None
-            logits = net(batch.input_ids, batch.attention_mask, prefix)
+            # --li-on all: the labelled windows' [CLS] are LI examples too (a stand-in window is not)
+            source_li = "LI" in cfg.aux and cfg.li_on == "all" and weight > 0
+            out = net(batch.input_ids, batch.attention_mask, prefix, languages=source_li)
+            logits, source_languages = out if source_li else (out, None)
             loss = ner_loss(logits, batch.labels, reduction="sum") * (weight * world / max(n_labelled, 1))
             if aux is not None:  # auxiliary losses on target text: mean over the micro-batches
-                loss = loss + sum(aux_losses(model, next(aux), cfg, run.tok, state.generators["mask"]).values()) \
-                    / len(micro_batches)
+                extra = (source_languages, batch.lang_ids) if source_li else None
+                loss = loss + sum(aux_losses(model, next(aux), cfg, run.tok, state.generators["mask"],
+                                             extra).values()) / len(micro_batches)
             if not all_finite(loss):  # every process must agree, or one would skip an all-reduce
                 state.optimizer.zero_grad(set_to_none=True)
                 return None

@@ -339,3 +339,43 @@ def test_recipe_paper_is_the_papers_letter():
     assert {get_lr(s, 100, letter) for s in range(100)} == {5e-5}
     (clipped,) = configs_from_argv(train + ["--recipe", "paper", "--clip", "2"])
     assert clipped.clip == 2.0
+
+
+def language_id_accuracy(run_dir, langs):
+    """Accuracy of a run's language-ID head (its last epoch: model selection looks at NER only) on
+    held-out windows (the sample's dev files) of `langs`."""
+    from minibert_ner.runs import checkpoint_labels, load_weights_into
+    from minibert_ner.weights import load_bert
+    best = Path(run_dir) / "last"
+    languages = json.loads((best / "config.json").read_text())["minibert_ner"]["languages"]
+    model = NERModel(load_bert(best, verbose=False), checkpoint_labels(best), languages).eval()
+    load_weights_into(model, best)
+    tok = WordPieceTokenizer.from_file(best / "vocab.txt")
+    right = total = 0
+    for lang in langs:
+        sentences = [replace(s, tags=[]) for s in read_conll(SAMPLE / lang / "dev.txt", lang)]
+        batch = collate(encode_sentences(sentences, tok, {}, {lang: languages.index(lang)}), tok.pad_token_id)
+        with torch.no_grad():
+            guess = model.language_logits(model.encode(batch.input_ids, batch.attention_mask)).argmax(-1)
+        right += (guess == batch.lang_ids).sum().item()
+        total += len(guess)
+    return right / total, languages
+
+
+@pytest.mark.slow
+def test_language_id_learns_the_languages_when_source_windows_are_examples(tmp_path):
+    """Zero-shot LI: with only the target text as LI examples (the paper's formula read literally,
+    --li-on target) every example has the same label and the head learns a constant; with the
+    labelled source windows as examples too (--li-on all, the default) it tells languages apart."""
+    accuracy = {}
+    for li_on in ("all", "target"):
+        cfg = config(tmp_path / li_on, train=[(l, str(SAMPLE / l / "train.txt")) for l in ("en", "de", "es")],
+                     dev=[("nl", str(SAMPLE / "nl/dev.txt"))], test=[], target=["nl"], aux=["LI"], li_on=li_on,
+                     unlabeled=[("nl", str(SAMPLE / "unlabeled/nl.txt"))], max_sentences=80, epochs=10, lr=2e-3)
+        train(cfg)
+        accuracy[li_on], languages = language_id_accuracy(cfg.out, ["de", "en", "es", "nl"])
+    assert languages == ["de", "en", "es", "nl"]
+    majority = max(len(read_conll(SAMPLE / l / "dev.txt")) for l in languages) / \
+        sum(len(read_conll(SAMPLE / l / "dev.txt")) for l in languages)
+    assert accuracy["all"] > majority + 0.15, (accuracy, majority)  # measured 0.49 against 0.25
+    assert accuracy["target"] <= majority + 0.05, (accuracy, majority)  # a constant: always "nl"
