@@ -393,6 +393,7 @@ def main(argv=None) -> int:
         epilog="examples:\n  python -m minibert_ner.data list\n"
                "  python -m minibert_ner.data download conll2002-es --to data/raw\n"
                "  python -m minibert_ner.data stats data/raw/conll2002-es/esp.train\n"
+               "  python -m minibert_ner.data convert --from conll2012 conll-2012/v4/data/train/data/english --out on-en.train\n"
                "Most corpora are research-only: read the terms `list` prints before use.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -404,7 +405,12 @@ def main(argv=None) -> int:
     stats.add_argument("files", nargs="+")
     stats.add_argument("--encoding", default="utf-8", help="of every FILE (default utf-8); latin-1 "
                        "for the original CoNLL-2002 files")
+    from . import ontonotes  # OntoNotes' CoNLL-2012 reader (it imports this module)
+    ontonotes.add_convert_arguments(commands.add_parser(
+        "convert", help="OntoNotes 5.0 CoNLL-2012 *_conll files -> the two-column IOB1 files train reads"))
     args = parser.parse_args(argv)
+    if args.command == "convert":
+        return ontonotes.convert_command(args)
     # Warnings (e.g. a UTF-8 file read as latin-1) print as one line each, like the errors.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

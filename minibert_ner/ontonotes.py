@@ -194,9 +194,8 @@ def convert(files, out_path, lang=None, arabic="vocalized") -> list[Sentence]:
     return sentences
 
 
-def main(argv=None) -> int:
-    """`--from conll2012 FILE... --out OUT`: what `python -m minibert_ner.data convert` runs."""
-    p = argparse.ArgumentParser(prog="python -m minibert_ner.ontonotes", description=__doc__.split("\n\n")[0])
+def add_convert_arguments(p):
+    """The options of `python -m minibert_ner.data convert` (and of this module's own command line)."""
     p.add_argument("--from", dest="source", required=True, choices=["conll2012"], help="input format")
     p.add_argument("files", nargs="+", metavar="FILE", help="*_conll files, or folders: their *gold_conll "
                    "files (the pt genre left out)")
@@ -204,7 +203,10 @@ def main(argv=None) -> int:
     p.add_argument("--lang", help="language code for every file (default: from the folders, e.g. data/arabic)")
     p.add_argument("--arabic", choices=("vocalized", "plain"), default="vocalized", help="Arabic words as the "
                    "treebank writes them (default), or without short-vowel marks and clitic hyphens")
-    a = p.parse_args(argv)
+
+
+def convert_command(a) -> int:
+    """Run `convert` with parsed options; 2 and one line for a malformed file."""
     try:
         sentences = convert(a.files, a.out, a.lang, a.arabic)
     except DataError as err:
@@ -214,6 +216,13 @@ def main(argv=None) -> int:
     print(f"{a.out}: {len(sentences)} sentences, {sum(len(s.words) for s in sentences)} tokens, "
           f"{entities} entities", file=sys.stderr)
     return 0
+
+
+def main(argv=None) -> int:
+    """`--from conll2012 FILE... --out OUT`, the same as `python -m minibert_ner.data convert`."""
+    p = argparse.ArgumentParser(prog="python -m minibert_ner.ontonotes", description=__doc__.split("\n\n")[0])
+    add_convert_arguments(p)
+    return convert_command(p.parse_args(argv))
 
 
 if __name__ == "__main__":
