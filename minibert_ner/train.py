@@ -568,13 +568,14 @@ def end_of_epoch(model, run, state, cfg, device, dtype, cache, log, record):
     targets = [l for l in cfg.target if l in run.dev] or list(run.dev)
     pooled = score([s.tags for l in targets for s in run.dev[l][0]], [t for l in targets for t in tags[l]]) \
         if dev else None
-    selection = pooled.f1 if pooled else record["epoch"]
+    selection = pooled.f1 if pooled else None  # no dev set: nothing to select on
     state.epoch = record["epoch"]
-    if selection > state.best_f1:
-        state.best_f1, state.best_epoch = selection, state.epoch
+    if selection is None or selection > state.best_f1:
+        state.best_f1, state.best_epoch = (selection if pooled else state.best_f1), state.epoch
     state.history.append(dict(record, selection_f1=selection, best_epoch=state.best_epoch,
                               dev={l: dict(f1=d.f1, precision=d.precision, recall=d.recall) for l, d in dev.items()}))
-    log(f"epoch {state.epoch}: dev F1 " + " ".join(f"{l} {d.f1 * 100:.2f}" for l, d in dev.items())
+    log(f"epoch {state.epoch}: " + ("dev F1 " + " ".join(f"{l} {d.f1 * 100:.2f}" for l, d in dev.items())
+                                    if dev else "no dev data")
         + (f" | selection ({'+'.join(targets)}) {selection * 100:.2f}" if pooled else "")
         + f" | {record['seconds']:.0f} s training")
     if rank_and_world()[0] == 0:
@@ -588,7 +589,8 @@ def test_best(model, run, state, cfg, device, dtype, log):
     """Score the best epoch's model on every test set; say where it is and how to use it."""
     best = Path(cfg.out) / "best"
     runs.load_weights_into(model, best)
-    results = dict(seed=cfg.seed, best_epoch=state.best_epoch, best_dev_f1=state.best_f1, test={})
+    results = dict(seed=cfg.seed, best_epoch=state.best_epoch, best_dev_f1=state.best_f1 if run.dev else None,
+                   test={})
     for lang, (sentences, windows) in run.test.items():
         s, _ = evaluate(model, sentences, windows, run.tok.pad_token_id, device, dtype, cfg.eval_batch_size)
         results["test"][lang] = s.f1
@@ -610,8 +612,9 @@ def report_seeds(results):
         sd = statistics.stdev(values) if len(values) > 1 else 0.0
         return f"{statistics.mean(values):6.2f} ± {sd:4.2f}"
     langs = sorted({l for r in results for l in r["test"]})
-    lines = [f"over {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}):",
-             f"  best dev F1 (selection)  {cell([r['best_dev_f1'] for r in results])}"]
+    lines = [f"over {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}):"]
+    if all(r["best_dev_f1"] is not None for r in results):
+        lines.append(f"  best dev F1 (selection)  {cell([r['best_dev_f1'] for r in results])}")
     lines += [f"  test F1 {l:<16} {cell([r['test'][l] for r in results])}" for l in langs]
     return "\n".join(lines)
 

@@ -288,3 +288,12 @@ def test_a_minutes_budget_stops_at_an_epochs_end_and_resumes(tmp_path):
     assert train(cfg)["stopped"] and [r["epoch"] for r in read_log(cfg.out)] == [1]
     train(replace(cfg, minutes=0, resume=True))
     assert [r["epoch"] for r in read_log(cfg.out)] == [1, 2, 3]
+
+
+def test_without_dev_data_the_last_epoch_is_kept_and_says_so(tmp_path, capsys):
+    from minibert_ner.train import report_seeds
+    result = train(replace(config(tmp_path / "r", epochs=2), dev=[], quiet=False))
+    err = capsys.readouterr().err
+    assert "no --dev data" in err and "the LAST epoch" in err
+    assert result["best_epoch"] == 2 and result["best_dev_f1"] is None
+    assert "best dev F1" not in report_seeds([result]) and "test F1 en" in report_seeds([result])
