@@ -284,6 +284,9 @@ def section_step(ctx, precision):
     for name in sides:
         train_steps(*sides[name], warm, ctx.device, dtype)
     times = interleave(ctx, {n: job(n) for n in sides}, a.repeats, warmup=0)
+    if a.profile:
+        print_profile(f"train step {precision}, ours", lambda: train_steps(*sides["ours"], batches, ctx.device, dtype),
+                      a.profile)
     tokens = sum(int(b.attention_mask.sum()) for b in batches)
     how = ", compiled" if a.compile else ""
     label = f"train step {precision} ({a.batching}, B={a.batch_size}, frz={a.frz}{how})"
@@ -300,6 +303,22 @@ def section_step(ctx, precision):
         rows.append(Row(label, "peak GPU MiB", (peaks["ours"], 0), (peaks["peer"], 0) if "peer" in peaks
                         else None, (peaks["ours"] / peaks["peer"], 0) if "peer" in peaks else None, "lower"))
     return rows
+
+
+def print_profile(title, fn, rows):
+    """torch.profiler over one more call of fn: the `rows` operators that took the most time of
+    their own (children excluded), with their share of the whole. Where a step's time goes."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=activities) as prof:
+        fn()
+    events = prof.key_averages()
+    key = "self_device_time_total" if torch.cuda.is_available() else "self_cpu_time_total"
+    total = sum(getattr(e, key) for e in events) or 1
+    print(f"\nprofile: {title} (self time, top {rows})", file=sys.stderr)
+    for e in sorted(events, key=lambda e: -getattr(e, key))[:rows]:
+        print(f"  {100 * getattr(e, key) / total:5.1f}%  {getattr(e, key) / 1e3:9.1f} ms  {e.count:6d} calls  {e.key}",
+              file=sys.stderr)
 
 
 @torch.no_grad()
@@ -711,6 +730,8 @@ def build_parser():
                    "714 MB mBERT-shaped checkpoint (default) or the benchmarked model's own")
     p.add_argument("--compile", action="store_true", help="step section: run our model through "
                    "torch.compile(dynamic=True) (not train()'s default: on a 2-core CPU it was slower)")
+    p.add_argument("--profile", type=int, default=0, metavar="ROWS", help="step section: after timing, "
+                   "profile our --steps steps once more (torch.profiler) and print the ROWS costliest operators")
     p.add_argument("--no-peer", action="store_true", help="time minibert_ner only")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", help="also write the rows to this JSON file")

@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import ACTIVATIONS
+from .model import ACTIVATIONS, Dropout
 from .weights import CheckpointError
 from .windows import IGNORE_INDEX
 
@@ -55,7 +55,7 @@ class NERModel(nn.Module):
         self.bert = bert
         self.labels = list(labels)  # label id -> tag, "O" first; saved with the model
         self.languages = list(languages or [])
-        self.dropout = nn.Dropout(bert.config.hidden_dropout_prob)
+        self.dropout = Dropout(bert.config.hidden_dropout_prob)
         self.classifier = nn.Linear(C, len(self.labels))
         self.language_classifier = nn.Linear(C, len(self.languages)) if languages else None
         self.cls = nn.ModuleDict(dict(predictions=ClozeHead(bert.config))) if cloze else None

@@ -66,6 +66,13 @@ def test_without_peer_only_column_a_is_filled(tmp_path, capsys):
     assert "transformers" in capsys.readouterr().out  # the header still names both columns
 
 
+def test_profile_prints_the_costliest_operators(tmp_path, capsys):
+    main(tiny_argv(tmp_path, "--section", "step", "--precision", "fp32", "--no-peer", "--profile", "5"))
+    err = capsys.readouterr().err
+    table = err[err.index("profile: train step fp32"):].splitlines()[1:6]
+    assert len(table) == 5 and all("%" in line and "calls" in line for line in table), err[-2000:]
+
+
 def test_help_explains_the_numbers():
     text = build_parser().format_help()
     for term in ("real tokens/s", "padding EXCLUDED", "median", "--random-mbert", "--frz", "--section"):
