@@ -16,7 +16,7 @@ from .data import DataError, infer_lang
 from .hub import ModelNotFound
 from .runs import RunError
 from .tokenizer import VocabError
-from .train import ConfigError, TrainConfig
+from .config import ConfigError, TrainConfig
 from .weights import CheckpointError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"

@@ -41,7 +41,8 @@ from .data import read_conll, shared_data_dir
 from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
 from . import runs as runs_module
 from .runs import minilm_folder
-from .train import TINY_BERT, train
+from .config import TINY_BERT
+from .train import train
 
 CONLL = {  # lang: (train, dev, test) under --data. German: the original deu.train is not public,
     # so training reads the derived IOB2 copy (the reader converts it to IOB1); dev/test are original.

@@ -1,0 +1,114 @@
+"""Every setting of a training run, in one dataclass: the single source of defaults.
+
+`TrainConfig` is what `python -m minibert_ner.train` fills from its command line (cli.py reads the
+defaults from here), what experiments build, and what a run folder records (run.json), so that
+--resume can refuse to continue a run with other settings or other data (`run_info`).
+"""
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from .runs import file_fingerprint
+
+# The demo's BERT when no pretrained --model is given: small enough to train in a minute on 2 cores.
+TINY_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
+                 max_position_embeddings=64)
+DEMO_VOCAB_SIZE = 3000
+
+
+class ConfigError(ValueError):
+    """Settings that cannot work together; the message names the option and what to do."""
+
+
+@dataclass
+class TrainConfig:
+    """Every knob of a run: the single source of defaults (the command line reads them from here).
+
+    Where each default comes from: [paper] Moon et al.; [Devlin] the BERT fine-tuning recipe the
+    paper says it follows; [ours] this library's choice."""
+
+    model: str = ""              # pretrained model: a folder or a hub id; "" = a small random BERT (demo)
+    revision: str = ""           # with a hub id: a branch, tag or commit ("" = the default branch)
+    train: list = field(default_factory=list)      # [(lang, path)]
+    dev: list = field(default_factory=list)
+    test: list = field(default_factory=list)
+    unlabeled: list = field(default_factory=list)  # [(lang, path)] raw target text for LI/CL/PC
+    target: list = field(default_factory=list)     # zero-shot target languages
+    aux: list = field(default_factory=list)        # any of "LI", "CL", "PC"
+    frz: int = -1                # [paper] -1 nothing frozen, 0 embeddings, k + the lowest k layers
+    lr: float = 5e-5             # [paper]
+    batch_size: int = 32         # [paper]
+    grad_accum: int = 1          # [ours] micro-batches per batch: less memory, the same update
+    epochs: int = 20             # [paper]
+    max_len: int = 64            # [paper] pieces per window
+    overlap: int = 8             # [paper]
+    mask_p: float = 0.15         # [paper] cloze masking probability
+    # [ours] LI's examples: "all" = the [CLS] of the target text AND of the labelled source windows,
+    # each with its language; "target" = the target text only, the paper's formula read literally,
+    # where in zero-shot every example has the same label and the head learns a constant (README)
+    li_on: str = "all"
+    schedule: str = "linear"     # [Devlin] "linear": warmup, then linear decay to 0; "constant": lr throughout
+    warmup: float = 0.1          # [Devlin] fraction of steps with linearly rising lr (schedule "linear")
+    weight_decay: float = 0.01   # [Devlin]
+    clip: float = 1.0            # [Devlin] gradient-norm clipping
+    precision: str = "auto"      # [ours] fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    device: str = "auto"
+    threads: int = 0             # CPU threads for PyTorch; 0 = its default (one per core)
+    seed: int = 1
+    out: str = ""                # the run folder (required; the demo uses runs/demo)
+    lowercase: bool = False      # True only for uncased vocabularies (e.g. MiniLM)
+    encoding: str = "utf-8"
+    # [ours] Random batches (plain SGD sampling): length-bucketed ones pad less, but after one
+    # CoNLL-2003 epoch they scored ~1 F1 lower (3 seeds, README "Performance"), and the packed
+    # layers (model.Unpadded) skip random batches' padding anyway. True = length-bucketed.
+    bucket: bool = False
+    cache_frozen: bool = True    # with frz >= 0, compute the frozen layers once and reuse them
+    cache_gb: float = 4.0        # memory budget of that cache
+    max_sentences: int = 0       # subsample each training file (0 = all): small experiments
+    stop_after: int = 0          # stop after this many epochs (0 = never): resumable time-boxing
+    minutes: float = 0.0         # stop at an epoch's end before this budget runs out (0 = no budget)
+    eval_batch_size: int = 128
+    tiny: dict = field(default_factory=dict)  # shape of the random demo BERT
+    dropout: float = -1.0        # >= 0 overrides the checkpoint's dropout probabilities
+    resume: bool = False         # continue the run in `out` from its last checkpoint
+    overwrite: bool = False      # delete the run in `out` and start afresh
+    allow_change: list = field(default_factory=list)  # fields --resume may see changed (or "data")
+    quiet: bool = False
+
+
+# How a run is carried out, not what it computes: --resume accepts other values for these.
+RUN_CONTROL = {"out", "resume", "overwrite", "allow_change", "stop_after", "minutes", "quiet", "threads", "device",
+               "eval_batch_size", "cache_frozen", "cache_gb"}
+
+
+def check_config(cfg):
+    """Refuse settings that cannot work, before any data is read."""
+    if not cfg.out:
+        raise ConfigError("no run folder: pass --out RUN_DIR (where checkpoints and logs go)")
+    if not cfg.train:
+        raise ConfigError("no training data: pass --train [LANG=]FILE... (after --target leaves out its files)")
+    if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.batch_size % cfg.grad_accum:
+        raise ConfigError(f"--batch-size {cfg.batch_size} must be a positive multiple of --grad-accum "
+                          f"{cfg.grad_accum}")
+    if cfg.epochs < 1 or cfg.lr < 0:
+        raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) not negative")
+    if cfg.aux and not cfg.unlabeled:
+        raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
+    if cfg.li_on not in ("all", "target"):
+        raise ConfigError(f"--li-on {cfg.li_on!r}: use all or target")
+    if cfg.schedule not in ("linear", "constant"):
+        raise ConfigError(f"--schedule {cfg.schedule!r}: use linear or constant")
+    if cfg.resume and cfg.overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pick one")
+    unknown = set(cfg.allow_change) - {f.name for f in fields(TrainConfig)} - {"data"}
+    if unknown:
+        raise ConfigError(f"--allow-change {' '.join(sorted(unknown))}: not a setting; use the names of "
+                          f"TrainConfig's fields (e.g. epochs) or 'data'")
+
+
+def run_info(cfg):
+    """What --resume compares: the settings that shape the result, and the data files' contents."""
+    config = {k: v for k, v in asdict(cfg).items() if k not in RUN_CONTROL}
+    files = {str(Path(p).resolve()) for key in ("train", "dev", "test", "unlabeled") for _, p in config[key]}
+    info = dict(config=config, data={p: file_fingerprint(p) for p in sorted(files)})
+    return json.loads(json.dumps(info, default=str))  # tuples -> lists, as it reads back
