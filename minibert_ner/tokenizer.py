@@ -350,10 +350,10 @@ def learn_vocab(words, vocab_size):
 
     Not Google's WordPiece training (a likelihood-driven merge procedure) but its simplest
     deterministic stand-in, enough for the demo's small random BERT: the special tokens (ids 0-4),
-    every character seen, word-initial and as a "##" continuation (so every word made of seen
-    characters can be spelt: no [UNK]), then the most frequent whole words, then the most frequent
-    word endings ("##ing") while room remains. Ties break alphabetically, so the same words always
-    give the same file. `tokenizers`' WordPieceTrainer does not (its ties follow hash order), and
+    every character seen, word-initial and (where it can continue a word) as a "##" continuation
+    (so every word made of seen characters can be spelt: no [UNK]), then the most frequent whole
+    words, then the most frequent word endings ("##ing") while room remains. Ties break
+    alphabetically, so the same words always give the same file. `tokenizers`' WordPieceTrainer does not (its ties follow hash order), and
     two runs with the same --seed would then train different models.
     """
     counts = {}
@@ -362,7 +362,11 @@ def learn_vocab(words, vocab_size):
             for piece in _run_split_on_punc(token):
                 counts[piece] = counts.get(piece, 0) + 1
     chars = sorted({c for piece in counts for c in piece})
-    vocab = list(SPECIAL_TOKENS) + chars + ["##" + c for c in chars]
+    # A "##" continuation only for characters that can continue a word: an ideograph or a
+    # punctuation mark is always a word of its own (basic tokenization splits them off), and a
+    # "##中" would be a wasted entry (thousands of them for Chinese).
+    continuing = [c for c in chars if not (_is_chinese_char(ord(c)) or _is_punctuation(c))]
+    vocab = list(SPECIAL_TOKENS) + chars + ["##" + c for c in continuing]
     endings = {}
     for piece, n in counts.items():
         for k in range(2, min(5, len(piece))):  # endings of 2-4 characters of longer words
