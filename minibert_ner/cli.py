@@ -70,12 +70,14 @@ any moment continues with --resume (same command + --resume); the result is the 
 
 EXAMPLES = """\
 examples:
-  # the paper's multilingual model (BERT-ML) on CoNLL, with mBERT in ./mbert
-  python -m minibert_ner.train --model mbert --train eng.train esp.train ned.train de=deu.train \\
+  # the paper's multilingual model (BERT-ML) on CoNLL; mBERT is fetched once into the hub cache
+  python -m minibert_ner.train --model bert-base-multilingual-cased \\
+      --train eng.train esp.train ned.train de=deu.train \\
       --dev eng.testa esp.testa ned.testa deu.testa --test eng.testb esp.testb ned.testb deu.testb \\
       --out runs/ml
   # zero-shot to German with the lowest 3 layers frozen (the paper's #frz = 3)
-  python -m minibert_ner.train --model mbert --train ... --dev ... --target de --frz 3 --out runs/de-frz3
+  python -m minibert_ner.train --model bert-base-multilingual-cased --train ... --dev ... --target de \\
+      --frz 3 --out runs/de-frz3
   # + the language-ID and cloze auxiliary tasks on unlabeled German text
   python -m minibert_ner.train ... --target de --aux CL+LI --unlabeled de=german.txt --out runs/de-clli
   # three seeds, reporting mean ± sd (each in RUN/seed-N)
