@@ -578,8 +578,9 @@ def section_finetune(ctx):
     same order, AdamW (train.make_optimizer), lr schedule (train.get_lr), clipping and selection."""
     a = ctx.args
     cfg = run_config(ctx, "finetune", dev=[("en", str(ctx.paths["dev"]))], test=[("en", str(ctx.paths["test"]))],
-                     epochs=a.finetune_epochs)
-    label = f"fine-tuning {a.finetune_epochs} epochs, {len(ctx.train)} sentences: test F1 of the best-dev epoch"
+                     epochs=a.finetune_epochs, precision=a.finetune_precision)
+    label = (f"fine-tuning {a.finetune_epochs} epochs, {len(ctx.train)} sentences, ours {a.finetune_precision}: "
+             "test F1 of the best-dev epoch")
     print(f"ours: train() for {cfg.epochs} epochs ...", file=sys.stderr)
     t = time.perf_counter()
     ours = train(cfg)
@@ -726,6 +727,9 @@ def build_parser():
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per side (default 5)")
     p.add_argument("--cache-epochs", type=int, default=2, help="epochs per run in the cache section")
     p.add_argument("--finetune-epochs", type=int, default=3, help="epochs of the finetune section (default 3)")
+    p.add_argument("--finetune-precision", choices=("auto",) + tuple(DTYPES), default=TrainConfig.precision,
+                   help=f"train()'s precision in the finetune section (default {TrainConfig.precision}, train's); "
+                   "the peer's loop runs fp32")
     p.add_argument("--checkpoint", choices=("mbert", "model"), default="mbert", help="memory section: a random "
                    "714 MB mBERT-shaped checkpoint (default) or the benchmarked model's own")
     p.add_argument("--compile", action="store_true", help="step section: run our model through "

@@ -75,7 +75,8 @@ def test_profile_prints_the_costliest_operators(tmp_path, capsys):
 
 def test_help_explains_the_numbers():
     text = build_parser().format_help()
-    for term in ("real tokens/s", "padding EXCLUDED", "median", "--random-mbert", "--frz", "--section"):
+    for term in ("real tokens/s", "padding EXCLUDED", "median", "--random-mbert", "--frz", "--section",
+                 "--finetune-precision", "--profile"):
         assert term in text
 
 
