@@ -19,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import DataError, read_conll, read_text, shared_data_dir
+from .data import CONLL_FILES, DataError, read_conll, read_text, shared_data_dir
 from .windows import IGNORE_INDEX, Batch
 
 # The CoNLL training files (token ... tag) under ../shared/data; WikiANN's are found by their name.
-CONLL_TRAIN = (("en", "conll2003/en/eng.train"), ("es", "conll2002/es/esp.train"),
-               ("nl", "conll2002/nl/ned.train"), ("de", "conll2003/de/derived-flydzy/train.txt"))
+CONLL_TRAIN = [(lang, files[0]) for lang, files in CONLL_FILES.items()]  # the training splits only
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"  # the bundled demo data
 HELDOUT_SENTENCES = 200  # per language, at most (and at most a tenth): the held-out slice
 

@@ -46,6 +46,16 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("MINIBERT_SHARED_DATA", default))
 
 
+# The CoNLL files in the shared data folder: lang -> (train, dev, test). German: the original deu.train
+# is not public, so training reads the derived IOB2 copy (read as IOB1); its dev/test are the originals.
+CONLL_FILES = {
+    "en": ("conll2003/en/eng.train", "conll2003/en/eng.testa", "conll2003/en/eng.testb"),
+    "de": ("conll2003/de/derived-flydzy/train.txt", "conll2003/de/deu.testa", "conll2003/de/deu.testb"),
+    "es": ("conll2002/es/esp.train", "conll2002/es/esp.testa", "conll2002/es/esp.testb"),
+    "nl": ("conll2002/nl/ned.train", "conll2002/nl/ned.testa", "conll2002/nl/ned.testb"),
+}
+
+
 def mbert_vocab_path() -> Path:
     """mBERT's cased vocab.txt inside the shared data (it may not exist)."""
     return shared_data_dir() / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"

@@ -37,20 +37,14 @@ from pathlib import Path
 
 from . import hub, ontonotes
 from .cli import configs_from_argv
-from .data import read_conll, shared_data_dir
+from .data import CONLL_FILES, read_conll, shared_data_dir
 from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
 from . import runs as runs_module
 from .runs import minilm_folder
 from .config import TINY_BERT
 from .train import train
 
-CONLL = {  # lang: (train, dev, test) under --data. German: the original deu.train is not public,
-    # so training reads the derived IOB2 copy (the reader converts it to IOB1); dev/test are original.
-    "en": ("conll2003/en/eng.train", "conll2003/en/eng.testa", "conll2003/en/eng.testb"),
-    "de": ("conll2003/de/derived-flydzy/train.txt", "conll2003/de/deu.testa", "conll2003/de/deu.testb"),
-    "es": ("conll2002/es/esp.train", "conll2002/es/esp.testa", "conll2002/es/esp.testb"),
-    "nl": ("conll2002/nl/ned.train", "conll2002/nl/ned.testa", "conll2002/nl/ned.testb"),
-}
+CONLL = CONLL_FILES  # lang: (train, dev, test) under --data (data.py knows the shared data's layout)
 ONTONOTES = ["en", "ar", "zh"]        # Table 2's columns
 WIKIANN = ["ar", "zh", "ru"]
 AUX = ["LI", "CL", "CL+LI", "PC", "PC+LI"]

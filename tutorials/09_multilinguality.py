@@ -27,7 +27,7 @@ TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: a 
 WORK = tempfile.TemporaryDirectory()  # every file we write goes here; deleted when Python exits
 from minibert_ner import corpus  # noqa: E402
 from minibert_ner.data import read_conll, shared_data_dir, write_conll  # noqa: E402
-from minibert_ner.experiments import CONLL  # noqa: E402
+from minibert_ner.data import CONLL_FILES as CONLL  # noqa: E402  (the CoNLL files of the shared data)
 from minibert_ner.heads import NERModel, init_cloze_head  # noqa: E402
 from minibert_ner.pretrain import PretrainConfig, pretrain  # noqa: E402
 from minibert_ner.runs import read_log  # noqa: E402
