@@ -87,6 +87,8 @@ class PretrainConfig:
     precision: str = option("auto", "fp32 | bf16 | fp16 | auto (bf16 where the CPU or GPU computes it "
                                     "natively, else fp32 on CPU and fp16 on old GPUs)")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
+    threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 on a machine other "
+                             "jobs share (two spinning threads on a busy 2-core box ran 5x slower)")
     seed: int = option(1, "random seed: the initial weights, the windows drawn, the masks")
     eval_every: int = option(0, f"steps between evaluations and checkpoints (0 = {EVALUATIONS} per run, fewer "
                                 "when they would take over a tenth of --minutes)")
@@ -97,7 +99,7 @@ class PretrainConfig:
 
 
 # How a run is carried out, not what it computes: --resume accepts other values for these.
-RUN_CONTROL = {"out", "minutes", "stop_after", "resume", "overwrite", "quiet", "device"}
+RUN_CONTROL = {"out", "minutes", "stop_after", "resume", "overwrite", "quiet", "device", "threads"}
 
 
 @dataclass
@@ -338,6 +340,8 @@ def pretrain(cfg):
     if cfg.head_only and not cfg.init_from:
         raise ConfigError("--head-only fits the MLM head of an existing model: name it with --from FOLDER_OR_ID")
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     auto = "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
     precision, dtype = resolve_precision(TrainConfig(precision=auto if cfg.precision == "auto" else cfg.precision),
