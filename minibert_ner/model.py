@@ -153,26 +153,29 @@ class Unpadded:
     """
 
     def __init__(self, attention_mask, rows_per_group=8):
-        self.B, self.T = B, T = attention_mask.shape
-        real = attention_mask.bool()
-        self.index = real.flatten().nonzero().squeeze(1)  # (N,) flat positions of real pieces
+        device = attention_mask.device
+        real = attention_mask.bool().cpu()  # small bookkeeping: on the CPU (one copy from a GPU)
+        self.B, self.T = B, T = real.shape
+        index = real.flatten().nonzero().squeeze(1)  # (N,) flat positions of real pieces
         # slot[b * T + t]: where piece (b, t) sits in the packed (N, ...) tensor; padding points
         # at piece 0, a stand-in that attention masks out (its value never reaches a real piece)
-        slot = torch.zeros(B * T, dtype=torch.long, device=real.device)
-        slot[self.index] = torch.arange(len(self.index), device=real.device)
-        ends = (real * torch.arange(1, T + 1, device=real.device)).amax(1)  # (B,) 1 + last real piece
+        slot = torch.zeros(B * T, dtype=torch.long)
+        slot[index] = torch.arange(len(index))
+        ends = (real * torch.arange(1, T + 1)).amax(1)  # (B,) 1 + each row's last real piece
         self.groups, offset = [], 0
-        spot = torch.zeros(B * T, dtype=torch.long, device=real.device)  # (b, t) -> row in the groups
+        spot = torch.zeros(B * T, dtype=torch.long)  # (b, t) -> its row in the groups, concatenated
         for rows in ends.argsort(descending=True).split(rows_per_group):  # longest rows first
             Tg = int(ends[rows[0]])
             if Tg == 0:  # rows without a real piece (never from collate): nothing to attend
                 break
-            flat = (rows[:, None] * T + torch.arange(Tg, device=real.device)).flatten()  # (Bg * Tg,)
+            flat = (rows[:, None] * T + torch.arange(Tg)).flatten()  # (Bg * Tg,) positions in (B, T)
             keep = real[rows, :Tg]
-            self.groups.append((slot[flat], len(rows), Tg, None if keep.all() else keep[:, None, None, :]))
-            spot[flat] = torch.arange(offset, offset + len(flat), device=real.device)
+            self.groups.append((slot[flat].to(device), len(rows), Tg,
+                                None if keep.all() else keep[:, None, None, :].to(device)))
+            spot[flat] = torch.arange(offset, offset + len(flat))
             offset += len(flat)
-        self.ungroup = spot[self.index]  # (N,) where each real piece sits in the groups, concatenated
+        self.index = index.to(device)
+        self.ungroup = spot[index].to(device)  # (N,) where each real piece sits in the groups
 
     def pack(self, x):
         """(B, T, ...) -> (N, ...): the real pieces only."""
