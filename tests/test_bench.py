@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 
-from minibert_ner.bench import Row, build_parser, main, print_table, train_flops
+from minibert_ner.bench import Row, build_parser, main, print_table, run, train_flops
 from minibert_ner.model import BertConfig
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "en"
@@ -36,7 +36,7 @@ def tiny_argv(tmp_path, *extra):
 
 
 def test_every_section_prints_its_rows(tmp_path, capsys):
-    rows = main(tiny_argv(tmp_path, "--section", "all", "--precision", "fp32", "bf16"))
+    rows = run(build_parser().parse_args(tiny_argv(tmp_path, "--section", "all", "--precision", "fp32", "bf16")))
     out = capsys.readouterr().out
     assert "torch threads 2" in out and "A: minibert_ner" in out
     for prefix, measures in EXPECTED.items():
@@ -60,7 +60,7 @@ def test_every_section_prints_its_rows(tmp_path, capsys):
 
 
 def test_without_peer_only_column_a_is_filled(tmp_path, capsys):
-    rows = main(tiny_argv(tmp_path, "--section", "step", "--precision", "fp32", "--no-peer"))
+    rows = run(build_parser().parse_args(tiny_argv(tmp_path, "--section", "step", "--precision", "fp32", "--no-peer")))
     assert {r.measure.split(", %")[0] for r in rows} == {"real tokens/s", "sentences/s", "MFU"}
     assert all(r.b is None and r.ratio is None and r.a[0] > 0 for r in rows)
     assert "transformers" in capsys.readouterr().out  # the header still names both columns
@@ -97,3 +97,14 @@ def test_train_flops_counts_matmuls_of_real_pieces():
     assert train_flops(cfg, [2], 0, 3) == 3 * (3 * 576) + 3 * 48  # frozen embeddings: no matmuls there
     assert train_flops(cfg, [2], 2, 3) == 2 * 576 + 3 * 576 + 3 * 48  # 2 frozen layers: forward only
     assert train_flops(cfg, [2, 2], 3, 3) == 2 * (3 * 576 + 3 * 48)  # windows add up
+
+
+def test_a_bad_model_or_file_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["--model", str(tmp_path / "nothing"), "--section", "tokenizer", "--no-peer"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and "nothing" in err, err
+    bad = tmp_path / "eng.train"
+    bad.write_text("EU B-ORG\nrejects PERSON\n")
+    assert main(["--train", str(bad), "--model", "random", "--section", "tokenizer", "--no-peer"]) == 2
+    err = capsys.readouterr().err
+    assert "eng.train:2" in err and "Traceback" not in err, err
