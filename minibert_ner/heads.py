@@ -59,7 +59,8 @@ class NERModel(nn.Module):
         self.classifier = nn.Linear(C, len(self.labels))
         self.language_classifier = nn.Linear(C, len(self.languages)) if languages else None
         self.cls = nn.ModuleDict(dict(predictions=ClozeHead(bert.config))) if cloze else None
-        for m in (self.classifier, self.language_classifier):
+        dense = self.cls.predictions.transform.dense if cloze else None  # a cloze head without a checkpoint's
+        for m in (self.classifier, self.language_classifier, dense):
             if m is not None:  # new heads start as BERT initialises its own
                 nn.init.normal_(m.weight, std=bert.config.initializer_range)
                 nn.init.zeros_(m.bias)
