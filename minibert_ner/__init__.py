@@ -1,15 +1,19 @@
 """minibert_ner: multilingual BERT NER from scratch (Moon et al., "Towards Lingua Franca NER with BERT").
 
 Modules, in the order a student reads them:
-  tokenizer  WordPiece from scratch + a fast path through `tokenizers`
-  model      BertConfig and the BERT encoder
-  weights    safetensors in and out (mBERT / Hugging Face key layout)
-  data       CoNLL / WikiANN readers, IOB1/IOB2 tag schemes, label lists, public-data manifest
-  windows    first-piece labels, 64-piece windows with overlap, batching, cloze masks
-  scoring    conlleval-exact chunk F1
-  heads      NER / language-ID / cloze heads and the multitask model with layer freezing
-  train      the hand-written mixed-precision training loop (`python -m minibert_ner.train`)
-  predict    tagging raw text or CoNLL files with a trained model
+  tokenizer         WordPiece from scratch + a fast path through `tokenizers`
+  model             BertConfig and the BERT encoder
+  safetensors_file  the safetensors format, validated before a byte is read
+  weights           checkpoints in and out (mBERT / Hugging Face key layout)
+  data              CoNLL / WikiANN readers, IOB1/IOB2 tag schemes, label lists, public-data manifest
+  windows           first-piece labels, 64-piece windows with overlap, batching, cloze masks
+  scoring           conlleval-exact chunk F1
+  heads             NER / language-ID / cloze heads and the multitask model with layer freezing
+  config            TrainConfig: every setting of a run
+  train             the hand-written mixed-precision training loop (`python -m minibert_ner.train`)
+  runs              a run's folder: checkpoints, crash-safe swaps, the log
+  predict           tagging raw text or CoNLL files with a trained model; minibert_ner.load
+Tools: cli, hub, distributed, evaluate, ontonotes, corpus, pretrain, experiments, report, bench.
 
 Nothing is imported here eagerly: `import minibert_ner` does no work. `minibert_ner.load(RUN)` gives a
 tagger for raw text (see predict.py).

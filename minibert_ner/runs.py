@@ -35,7 +35,7 @@ from .weights import check_vocab_size, load_bert, read_tensors, save_bert, save_
 
 __all__ = ["RunError", "save_checkpoint", "save_tokenizer", "load_weights_into", "load_ner_model", "holds_a_run",
            "clear_run", "recover", "save_epoch", "read_resume_point", "compare_runs", "read_log", "write_log",
-           "svg_plot", "minilm_folder", "says_lowercase"]
+           "svg_plot", "minilm_folder", "says_lowercase", "swap_in"]
 CHECKPOINTS = ("best", "last")
 RUN_FILES = ("log.jsonl", "dev_f1.svg", "results.json")
 
