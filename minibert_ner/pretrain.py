@@ -30,6 +30,7 @@ import copy
 import json
 import math
 import shutil
+import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -213,20 +214,23 @@ def train_step(run, state, batch):
     return loss.item()
 
 
-def measure_step(run):
-    """Seconds per step, timed on a throwaway copy of the model (3 steps, the slower first one not
-    counted): the run's own weights, optimizer and random generators stay untouched."""
+def measure_step(run, steps=8, warmup=3):
+    """Seconds per step, timed on a throwaway copy of the model: the median of 8 steps after 3
+    untimed ones. The first steps are slower than the run's steady state (the optimizer's moments
+    are allocated, memory is first touched), so timing them fits too few steps: the default hour
+    once ended after 38 minutes when only steps 2 and 3 were timed.
+    The run's own weights, optimizer and random generators stay untouched."""
     rng, probe = torch.get_rng_state(), replace(run, model=copy.deepcopy(run.model))
     state = TrainerState(make_optimizer(probe.model, run.recipe), torch.amp.GradScaler(enabled=False),
                          dict(mask=torch.Generator(next(probe.model.parameters()).device).manual_seed(0)))
     g, times = torch.Generator().manual_seed(0), []
-    for _ in range(3):
+    for _ in range(warmup + steps):
         batch = corpus.sample_batch(run.streams, run.weights, run.cfg.batch_size, run.cfg.max_len, run.tok, g)
         t = time.perf_counter()
         train_step(probe, state, batch)
         times.append(time.perf_counter() - t)
     torch.set_rng_state(rng)  # dropout drew from it
-    return sum(times[1:]) / 2
+    return statistics.median(times[warmup:])
 
 
 @torch.no_grad()
