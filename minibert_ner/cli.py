@@ -159,7 +159,8 @@ def build_parser():
                    f"LayerNorm (default {d.weight_decay})")
     g.add_argument("--clip", type=float, help=f"clip the gradient norm to this (default {d.clip})")
     g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="auto (default): bf16 "
-                   "(or fp16 + loss scaling) on a GPU, fp32 on CPU; bf16 also works on CPU")
+                   "where the GPU or CPU computes it natively (AVX512-BF16, AMX), else fp16 + loss scaling on "
+                   "a GPU and fp32 on CPU")
     g.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
     g.add_argument("--threads", type=int, help="CPU threads for PyTorch (default 0: PyTorch's choice, one "
                    "per core); fewer leaves cores to other jobs on a shared machine")

@@ -51,7 +51,7 @@ class TrainConfig:
     warmup: float = 0.1          # [Devlin] fraction of steps with linearly rising lr (schedule "linear")
     weight_decay: float = 0.01   # [Devlin]
     clip: float = 1.0            # [Devlin] gradient-norm clipping
-    precision: str = "auto"      # [ours] fp32 | bf16 | fp16 | auto (bf16/fp16 on CUDA, fp32 on CPU)
+    precision: str = "auto"      # [ours] fp32 | bf16 | fp16 | auto (bf16 where native, else fp16 on CUDA, fp32 on CPU)
     device: str = "auto"
     threads: int = 0             # CPU threads for PyTorch; 0 = its default (one per core)
     seed: int = 1

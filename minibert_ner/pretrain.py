@@ -85,8 +85,8 @@ class PretrainConfig:
     weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorms)")
     clip: float = option(1.0, "gradient-norm clipping")
     mask_p: float = option(0.15, "share of the pieces to predict (BERT: 0.15)")
-    precision: str = option("auto", "fp32 | bf16 | fp16 | auto (bf16 where the CPU or GPU computes it "
-                                    "natively, else fp32 on CPU and fp16 on old GPUs)")
+    precision: str = option("auto", "fp32 | bf16 | fp16 | auto (as train: bf16 where the CPU or GPU "
+                                    "computes it natively, else fp32 on CPU and fp16 on old GPUs)")
     device: str = option("auto", "cpu, cuda, cuda:N or auto")
     threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 on a machine other "
                              "jobs share (two spinning threads on a busy 2-core box ran 5x slower)")
@@ -121,17 +121,6 @@ class Run:
 
 # ---------------------------------------------------------------------------------------------
 # prepare: corpus, vocabulary, model
-
-
-def native_bf16(device):
-    """Does the device compute bf16 natively (AVX512-BF16 or AMX on a CPU)? Then bf16 autocast pays."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build_tokenizer(cfg, folder, sentences):
@@ -347,9 +336,7 @@ def pretrain(cfg):
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    auto = "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
-    precision, dtype = resolve_precision(TrainConfig(precision=auto if cfg.precision == "auto" else cfg.precision),
-                                         device)
+    precision, dtype = resolve_precision(TrainConfig(precision=cfg.precision), device)
     out, files = Path(cfg.out), corpus.training_files(cfg.data)
     point = open_run(cfg, log)
     if point is not None:  # the schedule saved (given, or fitted to the first --minutes) stays

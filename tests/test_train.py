@@ -14,7 +14,7 @@ from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.runs import load_ner_model, read_log
 from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab
 from minibert_ner.predict import evaluate
-from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, train
+from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, resolve_precision, train
 from minibert_ner.weights import read_tensors
 from minibert_ner.windows import collate, encode_sentences
 
@@ -23,11 +23,13 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermed
 
 
 def config(tmp_path, **kw):
-    """Two languages, 40 sentences each, a 2-layer BERT: a whole run takes a few seconds."""
+    """Two languages, 40 sentences each, a 2-layer BERT: a whole run takes a few seconds. fp32, not
+    auto (bf16 on CPUs with native bf16): several tests compare two runs' weights to 1e-5."""
     base = TrainConfig(train=[("en", str(SAMPLE / "en/train.txt")), ("de", str(SAMPLE / "de/train.txt"))],
                        dev=[("en", str(SAMPLE / "en/dev.txt")), ("de", str(SAMPLE / "de/dev.txt"))],
                        test=[("en", str(SAMPLE / "en/test.txt"))], max_sentences=40, epochs=2, lr=1e-3,
-                       batch_size=8, out=str(tmp_path / "run"), tiny=TINY, quiet=True, eval_batch_size=64)
+                       batch_size=8, out=str(tmp_path / "run"), tiny=TINY, quiet=True, eval_batch_size=64,
+                       precision="fp32")
     return replace(base, **kw)
 
 
@@ -141,6 +143,15 @@ def test_bf16_autocast_on_cpu(tmp_path):
     cfg = config(tmp_path, precision="bf16", epochs=1, test=[])
     train(cfg)
     assert all(torch.isfinite(torch.tensor(r["train_loss"])) for r in history(cfg.out))
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native):
+    import minibert_ner.train as train_module
+    monkeypatch.setattr(train_module, "native_bf16", lambda device: native)
+    assert resolve_precision(TrainConfig(), torch.device("cpu")) == \
+        (("bf16", torch.bfloat16) if native else ("fp32", torch.float32))
+    assert resolve_precision(TrainConfig(precision="fp32"), torch.device("cpu"))[0] == "fp32"  # asked: kept
 
 
 def test_threads_option_sets_torch_threads(tmp_path):
