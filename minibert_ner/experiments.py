@@ -260,6 +260,10 @@ ALIASES = {"table2": "ontonotes", "table4": "freeze", "table5": "freeze", "figur
 
 def build_runs(name, files, opts, n_layers):
     """The runs of recipe `name` that --rows keeps, in the order they should train."""
+    unknown = [t for t in opts.targets or [] if t not in RECIPES[name][1]]
+    if unknown:
+        raise ValueError(f"--targets {' '.join(unknown)}: the {name} recipe's languages are "
+                         f"{' '.join(RECIPES[name][1])}")
     runs = RECIPES[name][0](files, opts, n_layers)
     keys = list(dict.fromkeys(r.key for r in runs))
     kept = [r for r in runs if not opts.rows or r.key in opts.rows]

@@ -263,3 +263,9 @@ def test_minutes_budget_stops_a_recipe_and_the_same_command_continues(tmp_path, 
     files.write()
     assert experiments.train_runs(runs, opts, fake_train) is None
     assert len(calls) == 1 and 4.9 < calls[0] <= 5
+
+
+@pytest.mark.parametrize("recipe, target", [("table2", "de"), ("freeze", "ar"), ("english", "en")])
+def test_a_target_outside_the_recipe_is_a_one_line_error(tmp_path, recipe, target):
+    with pytest.raises(ValueError, match=f"--targets {target}: the .* recipe's languages are"):
+        build(recipe, tmp_path, "--targets", target)
