@@ -22,8 +22,6 @@ import torch
 from .data import CONLL_FILES, DataError, read_conll, read_text, shared_data_dir
 from .windows import IGNORE_INDEX, Batch
 
-# The CoNLL training files (token ... tag) under ../shared/data; WikiANN's are found by their name.
-CONLL_TRAIN = [(lang, files[0]) for lang, files in CONLL_FILES.items()]  # the training splits only
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"  # the bundled demo data
 HELDOUT_SENTENCES = 200  # per language, at most (and at most a tenth): the held-out slice
 
@@ -32,7 +30,7 @@ def default_files(root):
     """The training splits under `root` as [(lang, path)]: WikiANN's train-LANG.tsv, the CoNLL training
     files, and LANG/train.txt (the bundled sample's layout). Never a dev or test file."""
     root = Path(root)
-    files = [(lang, root / rel) for lang, rel in CONLL_TRAIN if (root / rel).is_file()]
+    files = [(lang, root / train) for lang, (train, _dev, _test) in CONLL_FILES.items() if (root / train).is_file()]
     # WikiANN last: every language has it, so the held-out slices (each language's last sentences,
     # see split_heldout) are all WikiANN sentences, comparable across languages
     files += [(p.parent.name, p) for p in sorted(root.glob("wikiann/*/train-*.tsv"))]

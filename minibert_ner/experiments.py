@@ -44,7 +44,6 @@ from .runs import minilm_folder
 from .config import TINY_BERT
 from .train import train
 
-CONLL = CONLL_FILES  # lang: (train, dev, test) under --data (data.py knows the shared data's layout)
 ONTONOTES = ["en", "ar", "zh"]        # Table 2's columns
 WIKIANN = ["ar", "zh", "ru"]
 AUX = ["LI", "CL", "CL+LI", "PC", "PC+LI"]
@@ -103,8 +102,8 @@ class Files:
             return dst
         if (self.data / lang / "train.txt").exists():  # data/sample: <lang>/{train,dev,test}.txt
             return self.data / lang / ("train.txt", "dev.txt", "test.txt")[split]
-        if lang in CONLL:
-            return self.data / CONLL[lang][split]
+        if lang in CONLL_FILES:  # lang: (train, dev, test) under --data
+            return self.data / CONLL_FILES[lang][split]
         return self.data / "wikiann" / lang / f"{('train', 'dev', 'test')[split]}-{lang}.tsv"
 
     def train(self, lang):  # the full file: the train CLI's --max-sentences takes its first N itself

@@ -59,7 +59,9 @@ class NERModel(nn.Module):
         self.classifier = nn.Linear(C, len(self.labels))
         self.language_classifier = nn.Linear(C, len(self.languages)) if languages else None
         self.cls = nn.ModuleDict(dict(predictions=ClozeHead(bert.config))) if cloze else None
-        dense = self.cls.predictions.transform.dense if cloze else None  # a cloze head without a checkpoint's
+        # the cloze head's transform too: a checkpoint's MLM head, when there is one, replaces it later
+        # (init_cloze_head); without one (pretraining from scratch) it starts as BERT's would
+        dense = self.cls.predictions.transform.dense if cloze else None
         for m in (self.classifier, self.language_classifier, dense):
             if m is not None:  # new heads start as BERT initialises its own
                 nn.init.normal_(m.weight, std=bert.config.initializer_range)

@@ -353,8 +353,9 @@ def learn_vocab(words, vocab_size):
     every character seen, word-initial and (where it can continue a word) as a "##" continuation
     (so every word made of seen characters can be spelt: no [UNK]), then the most frequent whole
     words, then the most frequent word endings ("##ing") while room remains. Ties break
-    alphabetically, so the same words always give the same file. `tokenizers`' WordPieceTrainer does not (its ties follow hash order), and
-    two runs with the same --seed would then train different models.
+    alphabetically, so the same words always give the same file. `tokenizers`' WordPieceTrainer
+    does not (its ties follow hash order), and two runs with the same --seed would then train
+    different models.
     """
     counts = {}
     for word in words:  # basic tokenization as the tokenizer will see it, cased
