@@ -759,7 +759,11 @@ def main(argv=None):
     """The command line: the table on stdout; a bad model, path or option is one line and exit 2."""
     from .cli import run_command
     args = build_parser().parse_args(argv)
-    return run_command(lambda: run(args) and 0, args.debug)
+
+    def body():
+        run(args)
+        return 0  # the exit status (run returns the rows, for tests; an empty list would exit 1)
+    return run_command(body, args.debug)
 
 
 def run(args):
