@@ -42,7 +42,7 @@ from .predict import predict_windows
 from .runs import minilm_folder, read_log, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
-from .train import get_lr, make_optimizer, prepare, train
+from .train import get_lr, keep_freed_memory, make_optimizer, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
@@ -771,6 +771,7 @@ def run(args):
     import importlib.util
     sections = SECTIONS if "all" in args.section else args.section
     torch.set_num_threads(args.threads)
+    keep_freed_memory()  # as train() does; both sides of every comparison run in this process
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
     has_peer = not args.no_peer and importlib.util.find_spec("transformers") is not None
     load = lambda: " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"

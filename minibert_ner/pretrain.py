@@ -43,7 +43,8 @@ from .cli import parse_files, run_command
 from .heads import NERModel, cloze_loss, init_cloze_head
 from .model import BertConfig, BertModel
 from .tokenizer import WordPieceTokenizer, learn_vocab
-from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, resolve_precision
+from .train import (ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, keep_freed_memory, make_optimizer,
+                    resolve_precision)
 from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
 from .windows import IGNORE_INDEX, cloze_mask
 
@@ -335,6 +336,7 @@ def pretrain(cfg):
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
     precision, dtype = resolve_precision(TrainConfig(precision=cfg.precision), device)
     out, files = Path(cfg.out), corpus.training_files(cfg.data)

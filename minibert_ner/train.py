@@ -187,6 +187,26 @@ def resolve_precision(cfg, device):
     return p, {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
 
 
+def keep_freed_memory():
+    """Let the C allocator keep the memory a training step frees, for the next step to reuse.
+
+    A CPU step allocates and frees the same large tensors every time (activations, the gradients,
+    the 47 MB word-embedding gradient of a 30k x 384 vocabulary). glibc's malloc hands blocks over
+    32 MB (and any free top of its heap) back to the kernel, so every step touches them afresh and
+    takes a page fault per 4 KB page: ~42,000 faults, half the CPU time of a MiniLM bf16 step on
+    this project's VM (722 vs 371 ms, README Performance). With both thresholds raised, freed
+    memory stays in the process and is reused without faults; what is computed is unchanged, and
+    the process keeps its peak memory until it exits. glibc only (Linux); elsewhere a no-op.
+    Returns whether it took effect."""
+    import ctypes
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # None: the C library this process already runs on
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
+        return False
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30) and mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+
+
 class TrainerState:
     """Everything --resume needs besides the weights, saved and restored here only: how far the run
     is, its best epoch so far, the per-epoch history, the optimizer's moments, the loss scaler and
@@ -385,6 +405,7 @@ def train(cfg):
     precision, dtype = resolve_precision(cfg, device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    keep_freed_memory()
     point = open_run_folder(cfg, rank, log)
     if cfg.model and rank == 0:  # a hub id is downloaded by one process while the others wait
         hub.model_folder(cfg.model, cfg.revision or None, log)
