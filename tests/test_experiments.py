@@ -72,6 +72,18 @@ def test_small_scale_settings_and_precision_reach_the_config(tmp_path):
         [s.words for s in experiments.read_conll(SAMPLE / "nl" / "dev.txt", "nl")[:5]]
 
 
+def test_grid_scale_uses_full_dev_and_test_random_batches_and_three_seeds(tmp_path, capsys):
+    _, configs = build("table3", tmp_path, "--scale", "grid", "--rows", "ML")
+    runs = configs["zs-nl"]
+    assert [c.seed for c in runs] == [1, 2, 3]
+    assert (runs[0].epochs, runs[0].batch_size, runs[0].max_sentences, runs[0].bucket, runs[0].precision) == \
+        (6, 32, 1500, False, "bf16")
+    assert runs[0].dev == [("nl", str(SAMPLE / "nl" / "dev.txt"))]  # the whole file, not a subsampled copy
+    with pytest.raises(SystemExit):  # no default model at this scale: say which to pass
+        experiments.parse_options(["table3", "--scale", "grid"])
+    assert "--scale grid needs --model DIR" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("n_layers, expected", [
     (12, [-1, 0, 1, 3, 5, 7, 8, 9, 11, 12]),  # mBERT: the paper's levels as they are
     (6, [-1, 0, 1, 2, 3, 4, 4, 5, 5, 6]),     # MiniLM: half, rounded up; 11 keeps one layer trainable
