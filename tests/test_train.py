@@ -162,7 +162,9 @@ import resource, sys, torch
 from minibert_ner.train import keep_freed_memory
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-torch.ones(2**24); f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt  # 64 MB, touched once
+for _ in range(3):  # 64 MB, allocated and touched: the first rounds may fault the heap in
+    torch.ones(2**24)
+f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 for _ in range(5):
     torch.ones(2**24)  # allocated, written, freed: as a training step does with its activations
 print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
@@ -174,7 +176,7 @@ def test_keep_freed_memory_lets_the_next_step_reuse_pages_without_faults():
     faults = {how: int(subprocess.run([sys.executable, "-c", FRESH_TENSOR_FAULTS, how], capture_output=True,
                                       text=True, check=True).stdout) for how in ("default", "keep")}
     assert faults["default"] > 5 * 16384 * 0.9  # glibc gives the 64 MB back: every page faults again
-    assert faults["keep"] < 1000, faults
+    assert faults["keep"] < 16384 // 2, faults  # not even half of one tensor's pages
 
 
 def test_threads_option_sets_torch_threads(tmp_path):
