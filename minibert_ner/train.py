@@ -193,8 +193,9 @@ def keep_freed_memory():
     A CPU step allocates and frees the same large tensors every time (activations, the gradients,
     the 47 MB word-embedding gradient of a 30k x 384 vocabulary). glibc's malloc hands blocks over
     32 MB (and any free top of its heap) back to the kernel, so every step touches them afresh and
-    takes a page fault per 4 KB page: ~42,000 faults, half the CPU time of a MiniLM bf16 step on
-    this project's VM (722 vs 371 ms, README Performance). With both thresholds raised, freed
+    takes a page fault per 4 KB page: 35,000-50,000 a MiniLM step on this project's VM, where a
+    bf16 step took ~1,060 ms of wall time with them and ~600 ms without (README Performance). Why
+    not leave it to glibc: its own threshold rises only to 32 MB. With both raised, freed
     memory stays in the process and is reused without faults; what is computed is unchanged, and
     the process keeps its peak memory until it exits. glibc only (Linux); elsewhere a no-op.
     Returns whether it took effect."""
