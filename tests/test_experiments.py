@@ -77,7 +77,7 @@ def test_grid_scale_uses_full_dev_and_test_random_batches_and_three_seeds(tmp_pa
     runs = configs["zs-nl"]
     assert [c.seed for c in runs] == [1, 2, 3]
     assert (runs[0].epochs, runs[0].batch_size, runs[0].max_sentences, runs[0].bucket, runs[0].precision) == \
-        (6, 32, 1500, False, "bf16")
+        (6, 32, 1500, False, "fp32")
     assert runs[0].dev == [("nl", str(SAMPLE / "nl" / "dev.txt"))]  # the whole file, not a subsampled copy
     with pytest.raises(SystemExit):  # no default model at this scale: say which to pass
         experiments.parse_options(["table3", "--scale", "grid"])
