@@ -27,6 +27,7 @@ target's training file as raw text there (tags dropped) for the auxiliary tasks.
 Left out: parallel runs, schedulers, hyper-parameter search.
 """
 import argparse
+import hashlib
 import json
 import math
 import shlex
@@ -55,16 +56,20 @@ AUX = ["LI", "CL", "CL+LI", "PC", "PC+LI"]
 # epochs. Dev/test are cut to their first 300 sentences because every epoch scores dev.
 # Precision is stated on every command: fp32 on the CPU; bf16 autocast on the GPU (the paper does
 # not say; pass --precision fp32 for full precision there).
-# grid = issue 18's grid on this CPU, for the pocket mBERT (pretrain) or MiniLM: the first 1,500
-# sentences of every training file, full dev and test sets, random batches of 32 at lr 2e-4 (lr and
-# batch of the README's zero-shot probe, which kept small's length buckets), 6 epochs so Figure 2 can show
-# whether zero-shot dev F1 falls as training goes on, 3 seeds; fp32, because the grid is run in parts on
-# whichever CPU a session gets (AVX512-BF16 on one, AVX2 only on the next, where bf16 is emulated and
-# slow), and one precision everywhere keeps its cells comparable.
+# grid = issue 18's grid on this CPU, for the pocket mBERT (pretrain) or MiniLM: the first 1,000
+# sentences of every training file (3,000 per zero-shot run), full dev and test sets, random batches of
+# 32 at lr 2e-4 (lr and batch of the README's zero-shot probe, which kept small's length buckets), 6
+# epochs so Figure 2 can show whether zero-shot dev F1 falls as training goes on, 3 seeds. Sized on an
+# AVX2-only EPYC (Zen 3), one thread per run: the 2 x 256 pocket model trains ~115 sentences/s and scores
+# a full dev set in ~10 s, so a 1,500-sentence single-language run took 2.5 min and a zero-shot run at
+# 1,500 per language would take ~5, ~20 core-hours for the pocket grid's 88 settings x 3 seeds; 1,000
+# cuts that by a third. fp32, because the grid runs in parts on whichever CPU a session gets
+# (AVX512-BF16 on one, AVX2 only on the next, where bf16 is emulated and slow): one precision keeps
+# its cells comparable.
 SCALES = {
     "small": dict(epochs=3, seeds=[1, 2], lr=2e-4, batch_size=8, max_sentences=150, eval_sentences=300,
                   bucket=True, precision="fp32"),  # bucket: as RESULTS.md's grid ran
-    "grid": dict(epochs=6, seeds=[1, 2, 3], lr=2e-4, batch_size=32, max_sentences=1500, eval_sentences=0,
+    "grid": dict(epochs=6, seeds=[1, 2, 3], lr=2e-4, batch_size=32, max_sentences=1000, eval_sentences=0,
                  bucket=False, precision="fp32"),
     "paper": dict(epochs=20, seeds=[1, 2, 3, 4, 5], lr=5e-5, batch_size=32, max_sentences=0, eval_sentences=0,
                   bucket=False, precision="bf16"),
@@ -306,10 +311,24 @@ def train_or_resume(cfg, train_fn):
     return train_fn(cfg)
 
 
+def weights_sha256(model):
+    """sha256 of --model's weights file, "" for the random demo BERT. A pretrained folder rebuilt by the
+    same command on another CPU holds other weights (float rounding differs between kernels), so a
+    finished run counts as done only with the very weights it was trained from."""
+    if not model:
+        return ""
+    digest = hashlib.sha256()
+    with open(hub.model_folder(model, log=lambda message: None) / hub.WEIGHTS, "rb") as f:
+        for block in iter(lambda: f.read(1 << 24), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def train_runs(runs, opts, train_fn):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
     None when the --minutes budget ran out first (the same command continues where it stopped)."""
     results, deadline = {}, time.time() + opts.minutes * 60 if opts.minutes else None
+    sha = weights_sha256(opts.model)
     for i, run in enumerate(runs):
         results[run.name] = []
         for cfg in configs_from_argv(run_argv(run, opts)):
@@ -319,6 +338,9 @@ def train_runs(runs, opts, train_fn):
             stored = record.get("config", config)  # fields added to TrainConfig later are not a change
             if any(stored[k] != v for k, v in config.items() if k in stored):
                 print(f"{cfg.out}: trained with other settings; training it again", file=sys.stderr)
+                record = {}
+            elif record.get("model_sha256", sha) != sha:  # runs from before the checksum was kept count
+                print(f"{cfg.out}: trained from other weights in {opts.model}; training it again", file=sys.stderr)
                 record = {}
             if not record:
                 if deadline is not None:  # train() stops at an epoch's end when its share runs out
@@ -333,6 +355,7 @@ def train_runs(runs, opts, train_fn):
                 if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid
                     for folder in ("best", "last"):
                         shutil.rmtree(Path(cfg.out) / folder, ignore_errors=True)
+                record["model_sha256"] = sha
             record["config"] = config
             done.write_text(json.dumps(record, indent=1))
             results[run.name].append(record)
@@ -363,7 +386,7 @@ def build_parser():
     p.add_argument("recipe", choices=[*RECIPES, *ALIASES])
     p.add_argument("--scale", choices=tuple(SCALES), default="small", help="small: MiniLM on a CPU, subsampled "
                    "data, 3 epochs, 2 seeds, fp32; grid: a model named by --model (the pocket mBERT) on a CPU, "
-                   "1,500 sentences per language, full dev/test, 6 epochs, 3 seeds, fp32; paper: mBERT on a GPU, "
+                   "1,000 sentences per language, full dev/test, 6 epochs, 3 seeds, fp32; paper: mBERT on a GPU, "
                    "full data, 20 epochs, 5 seeds, bf16")
     p.add_argument("--model", help="model folder or hub id (small default: all-MiniLM-L6-v2; paper: "
                    "bert-base-multilingual-cased, fetched once into the Hugging Face cache); \"\" = the random demo BERT")

@@ -77,7 +77,7 @@ def test_grid_scale_uses_full_dev_and_test_random_batches_and_three_seeds(tmp_pa
     runs = configs["zs-nl"]
     assert [c.seed for c in runs] == [1, 2, 3]
     assert (runs[0].epochs, runs[0].batch_size, runs[0].max_sentences, runs[0].bucket, runs[0].precision) == \
-        (6, 32, 1500, False, "fp32")
+        (6, 32, 1000, False, "fp32")
     assert runs[0].dev == [("nl", str(SAMPLE / "nl" / "dev.txt"))]  # the whole file, not a subsampled copy
     with pytest.raises(SystemExit):  # no default model at this scale: say which to pass
         experiments.parse_options(["table3", "--scale", "grid"])
@@ -281,3 +281,33 @@ def test_minutes_budget_stops_a_recipe_and_the_same_command_continues(tmp_path, 
 def test_a_target_outside_the_recipe_is_a_one_line_error(tmp_path, recipe, target):
     with pytest.raises(ValueError, match=f"--targets {target}: the .* recipe's languages are"):
         build(recipe, tmp_path, "--targets", target)
+
+
+def test_a_run_counts_as_done_only_with_the_weights_it_trained_from(tmp_path, capsys):
+    """The pocket mBERT is rebuilt each session and not bit for bit on another CPU: a run trained
+    from other weights in the same folder is trained again, not reused."""
+    import hashlib
+    model = tmp_path / "pocket"
+    model.mkdir()
+    for name in ("config.json", "vocab.txt"):
+        (model / name).write_text("{}")
+    (model / "model.safetensors").write_bytes(b"build 1")
+    opts = experiments.parse_options(["table1", "--model", str(model), "--data", str(SAMPLE), "--out",
+                                      str(tmp_path / "runs"), "--targets", "en", "--rows", "SL", "--seeds", "1"])
+    files = experiments.Files(opts)
+    runs = experiments.build_runs(opts.recipe, files, opts, 2)
+    files.write()
+    trained = []
+
+    def fake_train(cfg):
+        trained.append(cfg.out)
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        return dict(best_dev_f1=0.5, test={"en": 0.4})
+    experiments.train_runs(runs, opts, fake_train)
+    record = json.loads((tmp_path / "runs" / "sl-en" / "results.json").read_text())
+    assert record["model_sha256"] == hashlib.sha256(b"build 1").hexdigest()
+    experiments.train_runs(runs, opts, fake_train)
+    assert len(trained) == 1  # the same weights: reused
+    (model / "model.safetensors").write_bytes(b"build 2")  # the same pretrain command on another CPU
+    experiments.train_runs(runs, opts, fake_train)
+    assert len(trained) == 2 and "trained from other weights" in capsys.readouterr().err
