@@ -19,7 +19,9 @@ Recipes (Moon et al.; the paper's row names are printed beside ours):
 Every run is an argv list handed to cli.configs_from_argv, exactly as the train command line
 builds it, and trained by train.train(): no experiment-only training path, and --dry-run prints
 the same argv. A run that finished leaves RUN/seed-N/results.json and is skipped when any recipe
-meets it again with the same config (table3's ML row is freeze's #frz -1 and aux's ML #frz -1).
+meets it again with the same config and weights (table3's ML row is freeze's #frz -1 and aux's ML
+#frz -1), so the same command re-prints a finished recipe's tables without training; OUT/model.json
+stands in for a --model folder that is gone (the pocket mBERT is never committed).
 #frz levels: the paper's levels of 12 layers, scaled to the model's depth (see scale_frz);
 --frz gives this model's own levels instead. --rows, --targets, --frz and --seeds cut a recipe
 into parts for a small machine. Small scale subsamples dev/test into OUT/data and writes the
@@ -311,14 +313,21 @@ def train_or_resume(cfg, train_fn):
     return train_fn(cfg)
 
 
-def weights_sha256(model):
+def weights_sha256(model, out=None):
     """sha256 of --model's weights file, "" for the random demo BERT. A pretrained folder rebuilt by the
     same command on another CPU holds other weights (float rounding differs between kernels), so a
-    finished run counts as done only with the very weights it was trained from."""
+    finished run counts as done only with the very weights it was trained from. Without the folder:
+    what OUT/model.json recorded, so that saved runs can be re-printed."""
     if not model:
         return ""
+    try:
+        folder = hub.model_folder(model, log=lambda message: None)
+    except hub.ModelNotFound:
+        if recorded_model(model, out):
+            return recorded_model(model, out)["weights_sha256"]
+        raise
     digest = hashlib.sha256()
-    with open(hub.model_folder(model, log=lambda message: None) / hub.WEIGHTS, "rb") as f:
+    with open(folder / hub.WEIGHTS, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -328,7 +337,7 @@ def train_runs(runs, opts, train_fn):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
     None when the --minutes budget ran out first (the same command continues where it stopped)."""
     results, deadline = {}, time.time() + opts.minutes * 60 if opts.minutes else None
-    sha = weights_sha256(opts.model)
+    sha = weights_sha256(opts.model, opts.out)
     for i, run in enumerate(runs):
         results[run.name] = []
         for cfg in configs_from_argv(run_argv(run, opts)):
@@ -366,14 +375,25 @@ def train_runs(runs, opts, train_fn):
 # command line
 
 
-def count_layers(model, dry_run=False):
+def recorded_model(model, out):
+    """OUT/model.json ({model, n_layers, weights_sha256}, written when the recipe trained) if it is
+    about this --model, else None: the saved runs can be re-printed without the model folder."""
+    path = Path(out or "") / "model.json"
+    record = json.loads(path.read_text()) if out and path.exists() else {}
+    return record if record.get("model") == model else None
+
+
+def count_layers(model, dry_run=False, out=None):
     """Encoder layers of --model (a folder or a hub id); "" is the random demo BERT. A dry run does not
-    download: a hub id not in the cache counts as mBERT's 12 layers."""
+    download: a hub id not in the cache counts as mBERT's 12 layers. Without the folder: what
+    OUT/model.json recorded."""
     if not model:
         return TINY_BERT["num_hidden_layers"]
     try:
         folder = hub.model_folder(model, log=lambda message: None)
     except hub.ModelNotFound:
+        if recorded_model(model, out):
+            return recorded_model(model, out)["n_layers"]
         if dry_run:
             return 12
         raise
@@ -474,7 +494,7 @@ def run_recipe(opts, train_fn=None):
     missing = opts.recipe == "ontonotes" and missing_ontonotes(opts)
     if missing and not opts.dry_run:
         return 2
-    n_layers = count_layers(opts.model, opts.dry_run)
+    n_layers = count_layers(opts.model, opts.dry_run, opts.out)
     files = Files(opts)
     try:
         runs = build_runs(opts.recipe, files, opts, n_layers)
@@ -494,6 +514,10 @@ def run_recipe(opts, train_fn=None):
         print("\n".join("python -m minibert_ner.train " + shlex.join(argv) for argv in commands))
         return 0
     t0 = time.time()
+    if opts.model:  # what the runs trained from, so that they can be re-printed without the model folder
+        Path(opts.out).mkdir(parents=True, exist_ok=True)
+        facts = dict(model=opts.model, n_layers=n_layers, weights_sha256=weights_sha256(opts.model, opts.out))
+        (Path(opts.out) / "model.json").write_text(json.dumps(facts, indent=1) + "\n")
     results = train_runs(runs, opts, train_fn or train)
     if results is None:
         print(f"the --minutes {opts.minutes:g} budget is used up; run the same command again to continue "

@@ -311,3 +311,29 @@ def test_a_run_counts_as_done_only_with_the_weights_it_trained_from(tmp_path, ca
     (model / "model.safetensors").write_bytes(b"build 2")  # the same pretrain command on another CPU
     experiments.train_runs(runs, opts, fake_train)
     assert len(trained) == 2 and "trained from other weights" in capsys.readouterr().err
+
+
+def test_saved_runs_are_reprinted_without_the_model_folder(tmp_path, capsys):
+    """A clone holds the grid's results but not the pocket mBERT (never committed): the recipe's
+    command still prints its tables, from OUT/model.json and the runs' results.json."""
+    model = tmp_path / "pocket"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"num_hidden_layers": 2}))
+    (model / "vocab.txt").write_text("")
+    (model / "model.safetensors").write_bytes(b"weights")
+
+    def fake_train(cfg):
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        return dict(best_dev_f1=0.5, test={lang: 0.25 + 0.25 * cfg.seed for lang, _ in cfg.test})
+    argv = ["table1", "--scale", "grid", "--model", str(model), "--data", str(SAMPLE), "--out", str(tmp_path / "runs"),
+            "--targets", "en", "nl", "--seeds", "1", "2"]
+    assert experiments.main(argv, train_fn=fake_train) == 0
+    printed = capsys.readouterr().out
+    assert "| BERT-SL | 62.50 ± 17.68 | – | – | 62.50 ± 17.68 |" in printed
+    recorded = json.loads((tmp_path / "runs" / "model.json").read_text())
+    assert recorded["n_layers"] == 2 and recorded["model"] == str(model)
+    for path in model.iterdir():
+        path.unlink()
+    model.rmdir()
+    assert experiments.main(argv, train_fn=lambda cfg: pytest.fail("nothing is left to train")) == 0
+    assert capsys.readouterr().out.splitlines()[:8] == printed.splitlines()[:8]
