@@ -145,7 +145,7 @@ def fertility(test_files, data, model):
         tok = WordPieceTokenizer.from_file(vocab, lowercase=lowercase)
         for lang, path in test_files.items():
             sentences = [s.words for s in read_conll(path, lang)]
-            words, pieces = measure_fertility(tok, sentences)
+            words, pieces = measure_fertility(tok, sentences, label=f"{label}, {lang}")
             table.setdefault(label, {})[lang] = pieces / words
             unk_words = sum(len({w for i, w in zip(ids, owners) if i == tok.unk_token_id})
                             for ids, owners in tok.encode_batch_words(sentences))
