@@ -333,6 +333,19 @@ def weights_sha256(model, out=None):
     return digest.hexdigest()
 
 
+def finished(cfg, sha):
+    """(results.json's record, "") for a seed finished with this very config (sizes, lr, ...) and these
+    weights; ({}, "") for one not trained yet; ({}, why) for one trained otherwise."""
+    done, config = Path(cfg.out) / "results.json", json.loads(json.dumps(asdict(cfg), default=str))
+    record = json.loads(done.read_text()) if done.exists() else {}
+    stored = record.get("config", config)  # fields added to TrainConfig later are not a change
+    if any(stored[k] != v for k, v in config.items() if k in stored):
+        return {}, "trained with other settings"
+    if record.get("model_sha256", sha) != sha:  # runs from before the checksum was kept count
+        return {}, f"trained from other weights in {cfg.model}"
+    return record, ""
+
+
 def train_runs(runs, opts, train_fn):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
     None when the --minutes budget ran out first (the same command continues where it stopped)."""
@@ -342,15 +355,9 @@ def train_runs(runs, opts, train_fn):
         results[run.name] = []
         for cfg in configs_from_argv(run_argv(run, opts)):
             done, config = Path(cfg.out) / "results.json", json.loads(json.dumps(asdict(cfg), default=str))
-            # reuse a finished run only if it was trained with this very config (sizes, lr, ...)
-            record = json.loads(done.read_text()) if done.exists() else {}
-            stored = record.get("config", config)  # fields added to TrainConfig later are not a change
-            if any(stored[k] != v for k, v in config.items() if k in stored):
-                print(f"{cfg.out}: trained with other settings; training it again", file=sys.stderr)
-                record = {}
-            elif record.get("model_sha256", sha) != sha:  # runs from before the checksum was kept count
-                print(f"{cfg.out}: trained from other weights in {opts.model}; training it again", file=sys.stderr)
-                record = {}
+            record, why_not = finished(cfg, sha)
+            if why_not:
+                print(f"{cfg.out}: {why_not}; training it again", file=sys.stderr)
             if not record:
                 if deadline is not None:  # train() stops at an epoch's end when its share runs out
                     if deadline - time.time() < 1:
@@ -511,7 +518,15 @@ def run_recipe(opts, train_fn=None):
     if opts.dry_run:
         print(f"# {opts.recipe}: {len(runs)} runs x {len(opts.seeds)} seeds, precision {opts.precision}, "
               f"{opts.scale} scale, {model_label(opts.model)} ({n_layers} layers){frz_note(opts, n_layers)}")
-        print("\n".join("python -m minibert_ner.train " + shlex.join(argv) for argv in commands))
+        try:  # which seeds are finished (when every file is there); a hub id is not downloaded for this
+            local = not opts.model or Path(opts.model).is_dir() or recorded_model(opts.model, opts.out)
+            sha = weights_sha256(opts.model, opts.out) if local and not (absent or missing) else None
+        except hub.ModelNotFound:
+            sha = None
+        for run, argv in zip(runs, commands):
+            seeds = [] if sha is None else [cfg.seed for cfg in configs_from_argv(argv) if finished(cfg, sha)[0]]
+            status = f"  # finished: seed {' '.join(map(str, seeds))}" if seeds else ""
+            print("python -m minibert_ner.train " + shlex.join(argv) + status)
         return 0
     t0 = time.time()
     if opts.model:  # what the runs trained from, so that they can be re-printed without the model folder

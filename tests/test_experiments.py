@@ -337,3 +337,7 @@ def test_saved_runs_are_reprinted_without_the_model_folder(tmp_path, capsys):
     model.rmdir()
     assert experiments.main(argv, train_fn=lambda cfg: pytest.fail("nothing is left to train")) == 0
     assert capsys.readouterr().out.splitlines()[:8] == printed.splitlines()[:8]
+    # a dry run says which seeds of each command are finished (here: all; a new seed: none)
+    assert experiments.main(argv + ["3", "--dry-run"]) == 0
+    commands = capsys.readouterr().out.splitlines()[1:]
+    assert len(commands) == 3 and all(c.endswith("--seed 1 2 3  # finished: seed 1 2") for c in commands)
