@@ -51,7 +51,10 @@ def test_every_section_prints_its_rows(tmp_path, capsys):
         if HAS_PEER and "cache" not in r.section and r.measure != "same tag as peer, % of words":
             assert r.b is not None, f"no peer measurement in {r}"
     mfu = [r.a[0] for r in rows if r.measure.startswith("MFU")]
-    assert len(mfu) == 2 and all(0 < m < 100 for m in mfu), mfu  # FLOPs utilisation is a fraction
+    # printed and positive; no upper bound: it is a ratio of two timings (the step's and the matmul
+    # peak's), and on a CPU without native bf16, under load, the emulated bf16 peak once measured low
+    # enough to read 105 % (AVX2 EPYC, two other jobs running)
+    assert len(mfu) == 2 and all(m > 0 for m in mfu), mfu
     # same weights and windows: at inference the two implementations tag every word alike
     agree = [r.a[0] for r in rows if r.measure == "same tag as peer, % of words"]
     assert agree == ([100.0, 100.0] if HAS_PEER else [])
