@@ -323,8 +323,9 @@ def weights_sha256(model, out=None):
     try:
         folder = hub.model_folder(model, log=lambda message: None)
     except hub.ModelNotFound:
-        if recorded_model(model, out):
-            return recorded_model(model, out)["weights_sha256"]
+        recorded = recorded_model(model, out)
+        if recorded:
+            return recorded["weights_sha256"]
         raise
     digest = hashlib.sha256()
     with open(folder / hub.WEIGHTS, "rb") as f:
@@ -346,11 +347,12 @@ def finished(cfg, sha):
     return record, ""
 
 
-def train_runs(runs, opts, train_fn):
+def train_runs(runs, opts, train_fn, sha=None):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
-    None when the --minutes budget ran out first (the same command continues where it stopped)."""
+    None when the --minutes budget ran out first (the same command continues where it stopped).
+    sha: the weights' sha256 when the caller has it (hashing MiniLM reads 90 MB)."""
     results, deadline = {}, time.time() + opts.minutes * 60 if opts.minutes else None
-    sha = weights_sha256(opts.model, opts.out)
+    sha = weights_sha256(opts.model, opts.out) if sha is None else sha
     for i, run in enumerate(runs):
         results[run.name] = []
         for cfg in configs_from_argv(run_argv(run, opts)):
@@ -399,8 +401,9 @@ def count_layers(model, dry_run=False, out=None):
     try:
         folder = hub.model_folder(model, log=lambda message: None)
     except hub.ModelNotFound:
-        if recorded_model(model, out):
-            return recorded_model(model, out)["n_layers"]
+        recorded = recorded_model(model, out)
+        if recorded:
+            return recorded["n_layers"]
         if dry_run:
             return 12
         raise
@@ -529,11 +532,12 @@ def run_recipe(opts, train_fn=None):
             print("python -m minibert_ner.train " + shlex.join(argv) + status)
         return 0
     t0 = time.time()
+    sha = weights_sha256(opts.model, opts.out)
     if opts.model:  # what the runs trained from, so that they can be re-printed without the model folder
         Path(opts.out).mkdir(parents=True, exist_ok=True)
-        facts = dict(model=opts.model, n_layers=n_layers, weights_sha256=weights_sha256(opts.model, opts.out))
+        facts = dict(model=opts.model, n_layers=n_layers, weights_sha256=sha)
         (Path(opts.out) / "model.json").write_text(json.dumps(facts, indent=1) + "\n")
-    results = train_runs(runs, opts, train_fn or train)
+    results = train_runs(runs, opts, train_fn or train, sha)
     if results is None:
         print(f"the --minutes {opts.minutes:g} budget is used up; run the same command again to continue "
               f"(finished runs are skipped, a stopped one resumes at its last epoch)", file=sys.stderr)
