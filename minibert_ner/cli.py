@@ -41,6 +41,12 @@ def run_command(body, debug=False):
     warnings.showwarning = lambda message, *rest: print(f"warning: {message}", file=sys.stderr)
     try:
         return body()
+    except BrokenPipeError:  # the reader went away (`... | head`): nothing to report
+        try:  # point stdout at /dev/null, so that Python's flush at exit cannot fail a second time
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (captured in a test)
+            pass
+        return 1
     except USER_ERRORS as error:
         if debug or os.environ.get("MINIBERT_DEBUG") == "1":
             traceback.print_exc()

@@ -415,3 +415,17 @@ def test_language_id_learns_the_languages_when_source_windows_are_examples(tmp_p
         sum(len(read_conll(SAMPLE / l / "dev.txt")) for l in languages)
     assert accuracy["all"] > majority + 0.15, (accuracy, majority)  # measured 0.49 against 0.25
     assert accuracy["target"] <= majority + 0.05, (accuracy, majority)  # a constant: always "nl"
+
+
+def test_a_reader_that_closes_the_pipe_is_not_an_error():
+    # `python -m minibert_ner.predict ... | head`: head leaves, the next write fails with EPIPE. Every
+    # command runs through run_command, which must end quietly then, not print "error: [Errno 32]".
+    code = ("import sys\nfrom minibert_ner.cli import run_command\n"
+            "sys.exit(run_command(lambda: [print(f'line {i}') for i in range(200_000)] and 0))")
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             cwd=Path(__file__).resolve().parents[1])
+    assert child.stdout.readline() == b"line 0\n"
+    child.stdout.close()  # 2 MB to write, a 64 KB pipe: the child is still writing when it closes
+    stderr = child.stderr.read().decode()
+    assert child.wait() == 1
+    assert stderr == ""
