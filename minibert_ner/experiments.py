@@ -373,6 +373,9 @@ def train_runs(runs, opts, train_fn, sha=None):
                 if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid
                     for folder in ("best", "last"):
                         shutil.rmtree(Path(cfg.out) / folder, ignore_errors=True)
+                    # the run's closing lines named best/ for tagging: say that it is gone
+                    print(f"{cfg.out}: checkpoints removed, results kept (--keep-checkpoints keeps them)",
+                          file=sys.stderr)
                 record["model_sha256"] = sha
             record["config"] = config
             done.write_text(json.dumps(record, indent=1))

@@ -175,10 +175,14 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert sorted(test) == ["#frz -1", "#frz 1"] and len(test["#frz 1"]["nl"]["values"]) == 2
     assert 0 <= test["#frz -1"]["nl"]["mean"] <= 100
     assert (tmp_path / "runs" / "zs-nl-frz1" / "seed-2" / "dev_f1.svg").exists()
+    # checkpoints go (a grid keeps only what its tables need), and the log says so
+    assert not (tmp_path / "runs" / "zs-nl-frz1" / "seed-2" / "best").exists()
+    printed = capsys.readouterr()
+    assert f"{tmp_path / 'runs' / 'zs-nl-frz1' / 'seed-2'}: checkpoints removed" in printed.err
     svg = (tmp_path / "results" / "freeze-nl.svg").read_text()
     assert svg.startswith("<svg") and "#frz 1" in svg and "polyline" in svg
     assert len(summary["plots"]["freeze-nl.svg"]["#frz 1"]) == 2  # mean dev F1 of each epoch
-    assert "| #frz 1 |" in capsys.readouterr().out
+    assert "| #frz 1 |" in printed.out
     # a second invocation finds every run finished and trains nothing
     experiments.main(argv, train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
     # ... unless a setting changed: then the runs are trained again, not silently reused
