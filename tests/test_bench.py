@@ -7,9 +7,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import torch
 
 from minibert_ner.bench import Row, build_parser, main, print_table, run, train_flops
 from minibert_ner.model import BertConfig
+from minibert_ner.train import native_bf16
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "en"
 HAS_PEER = importlib.util.find_spec("transformers") is not None
@@ -55,6 +57,9 @@ def test_every_section_prints_its_rows(tmp_path, capsys):
     # peak's), and on a CPU without native bf16, under load, the emulated bf16 peak once measured low
     # enough to read 105 % (AVX2 EPYC, two other jobs running)
     assert len(mfu) == 2 and all(m > 0 for m in mfu), mfu
+    # ...and the bf16 row says when its yardstick is an emulation rather than the hardware
+    bf16_mfu = [r.measure for r in rows if r.measure.startswith("MFU") and "bf16" in r.section]
+    assert len(bf16_mfu) == 1 and ("emulated" in bf16_mfu[0]) == (not native_bf16(torch.device("cpu"))), bf16_mfu
     # same weights and windows: at inference the two implementations tag every word alike
     agree = [r.a[0] for r in rows if r.measure == "same tag as peer, % of words"]
     assert agree == ([100.0, 100.0] if HAS_PEER else [])
