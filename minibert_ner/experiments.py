@@ -24,8 +24,10 @@ meets it again with the same config and weights (table3's ML row is freeze's #fr
 stands in for a --model folder that is gone (the pocket mBERT is never committed).
 #frz levels: the paper's levels of 12 layers, scaled to the model's depth (see scale_frz);
 --frz gives this model's own levels instead. --rows, --targets, --frz and --seeds cut a recipe
-into parts for a small machine. Small scale subsamples dev/test into OUT/data and writes the
-target's training file as raw text there (tags dropped) for the auxiliary tasks.
+into parts for a small machine; a --rows/--targets/--frz part adds its rows to the recipe's
+summary JSON (other seeds or settings start it anew). Small scale subsamples dev/test into
+OUT/data and writes the target's training file as raw text there (tags dropped) for the
+auxiliary tasks.
 Left out: parallel runs, schedulers, hyper-parameter search.
 """
 import argparse

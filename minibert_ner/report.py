@@ -163,7 +163,8 @@ def print_fertility(table, unk, langs, paper):
 
 def write_report(opts, runs, results, commands, columns, n_layers, t0, fertility_files=None):
     """Print the recipe's tables (ours, then the paper's rows), the numbers behind its plots and
-    its training time; write the SVG plots and RESULTS/<recipe>-<scale>.json."""
+    its training time; write the SVG plots and RESULTS/<recipe>-<scale>.json (merged with the rows
+    an earlier part of the same recipe wrote there)."""
     dest = Path(opts.results)
     dest.mkdir(parents=True, exist_ok=True)
     tables = {"test": collect(runs, results)}
@@ -194,4 +195,28 @@ def write_report(opts, runs, results, commands, columns, n_layers, t0, fertility
                    commands=["python -m minibert_ner.train " + shlex.join(argv) for argv in commands],
                    runs={name: [{k: v for k, v in r.items() if k != "config"} for r in rs]
                          for name, rs in results.items()})
-    (dest / f"{opts.recipe}-{opts.scale}.json").write_text(json.dumps(summary, indent=1))
+    path = dest / f"{opts.recipe}-{opts.scale}.json"
+    path.write_text(json.dumps(merge_summary(path, summary), indent=1))
+
+
+def merge_summary(path, new):
+    """`new` with the rows, runs and commands of the summary already at `path` that it does not
+    cover, so that a recipe run in parts (--rows, --targets, --frz) adds to one summary instead of
+    each part replacing the last. Only a summary of the same setup (model, data, settings, layers)
+    is kept; any other is replaced, and the user is told."""
+    if not path.exists():
+        return new
+    old = json.loads(path.read_text())
+    same = ("recipe", "scale", "model", "data", "n_layers", "settings")
+    if any(old.get(k) != new[k] for k in same):
+        print(f"{path}: written anew (the one there was for another model, data or settings)", file=sys.stderr)
+        return new
+    out_of = lambda command: shlex.split(command)[shlex.split(command).index("--out") + 1]
+    ours = {out_of(c) for c in new["commands"]}
+    merged = dict(new, commands=[c for c in old["commands"] if out_of(c) not in ours] + new["commands"],
+                  runs={**old["runs"], **new["runs"]}, plots={**old["plots"], **new["plots"]})
+    merged["tables"] = {split: {row: {**old["tables"].get(split, {}).get(row, {}), **cells}
+                                for row, cells in {**old["tables"].get(split, {}), **table}.items()}
+                        for split, table in new["tables"].items()}
+    merged["train_minutes"] = round(sum(r["seconds"] for rs in merged["runs"].values() for r in rs) / 60, 1)
+    return merged

@@ -185,10 +185,20 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert "| #frz 1 |" in printed.out
     # a second invocation finds every run finished and trains nothing
     experiments.main(argv, train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
+    # one part of the recipe (here one column) adds to the summary; the other rows stay in it
+    one_part = argv[:argv.index("--frz") + 1] + ["1"] + argv[argv.index("--frz") + 3:]
+    experiments.main(one_part, train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
+    merged = json.loads((tmp_path / "results" / "freeze-small.json").read_text())
+    assert merged["tables"] == summary["tables"] and merged["runs"].keys() == summary["runs"].keys()
+    assert len(merged["commands"]) == 2 and merged["train_minutes"] == summary["train_minutes"]
     # ... unless a setting changed: then the runs are trained again, not silently reused
     retrained = []
     experiments.main(argv[:-1] + ["2e-3"], train_fn=lambda cfg: retrained.append(cfg.lr) or tiny_train(cfg))
     assert retrained == [2e-3] * 4
+    # and the summary of the old setting is replaced, not mixed with the new one
+    assert f"{tmp_path / 'results' / 'freeze-small.json'}: written anew" in capsys.readouterr().err
+    fresh = json.loads((tmp_path / "results" / "freeze-small.json").read_text())
+    assert fresh["settings"]["lr"] == 2e-3 and len(fresh["commands"]) == 2
 
 
 def test_ontonotes_recipe_says_what_is_missing(tmp_path, capsys):
