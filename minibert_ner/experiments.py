@@ -300,7 +300,10 @@ def run_argv(run, opts):
             "--batch-size", str(opts.batch_size), "--precision", opts.precision]
     argv += (["--max-sentences", str(opts.max_sentences)] if opts.max_sentences else []) + \
         (["--bucket"] if opts.bucket else [])
-    return argv + run.argv + ["--out", str(Path(opts.out) / run.name), "--seed", *map(str, opts.seeds)]
+    out = Path(opts.out) / run.name
+    if len(opts.seeds) == 1:  # train writes one seed into --out itself, several into --out/seed-N
+        out = out / f"seed-{opts.seeds[0]}"  # a recipe keeps seed-N, so --seeds 2 meets the seed-2 run
+    return argv + run.argv + ["--out", str(out), "--seed", *map(str, opts.seeds)]
 
 
 def train_or_resume(cfg, train_fn):

@@ -48,6 +48,9 @@ def test_table3_has_every_row_of_the_paper_and_leaves_out_the_target(tmp_path):
     # the scale's seeds, each in its own folder
     assert [c.seed for c in configs["zs-de"]] == [1, 2]
     assert [Path(c.out).name for c in configs["zs-de"]] == ["seed-1", "seed-2"]
+    # ... the same folder when one seed is asked for alone (it finds, resumes or reuses that seed's run)
+    _, alone = build("table3", tmp_path, "--seeds", "2")
+    assert [(c.seed, c.out) for c in alone["zs-de"]] == [(2, configs["zs-de"][1].out)]
 
 
 def test_table1_single_language_and_joint_runs(tmp_path):
@@ -318,7 +321,7 @@ def test_a_run_counts_as_done_only_with_the_weights_it_trained_from(tmp_path, ca
         Path(cfg.out).mkdir(parents=True, exist_ok=True)
         return dict(best_dev_f1=0.5, test={"en": 0.4})
     experiments.train_runs(runs, opts, fake_train)
-    record = json.loads((tmp_path / "runs" / "sl-en" / "results.json").read_text())
+    record = json.loads((tmp_path / "runs" / "sl-en" / "seed-1" / "results.json").read_text())
     assert record["model_sha256"] == hashlib.sha256(b"build 1").hexdigest()
     experiments.train_runs(runs, opts, fake_train)
     assert len(trained) == 1  # the same weights: reused
