@@ -307,15 +307,19 @@ def run_argv(run, opts):
 
 
 def train_or_resume(cfg, train_fn):
-    """Train one seed; a run killed half-way (a session's time limit) continues where its last
-    epoch ended, unless it was started with other settings, which start over."""
+    """Train one seed; its record gets the seconds it took. A run killed half-way (a session's time
+    limit) continues where its last epoch ended, and its seconds include the training time of the
+    epochs before (from RUN/log.jsonl), unless it was started with other settings: then it starts over."""
+    t0 = time.time()
     if runs_module.holds_a_run(cfg.out):
+        logged = Path(cfg.out) / "log.jsonl"
+        earlier = sum(e["seconds"] for e in runs_module.read_log(cfg.out)) if logged.exists() else 0
         try:
-            return train_fn(replace(cfg, resume=True))
+            return dict(train_fn(replace(cfg, resume=True)), seconds=round(time.time() - t0 + earlier, 1))
         except runs_module.RunError as error:
             print(f"{cfg.out}: not resumable ({str(error).splitlines()[0]}); training it again", file=sys.stderr)
             shutil.rmtree(cfg.out)
-    return train_fn(cfg)
+    return dict(train_fn(cfg), seconds=round(time.time() - t0, 1))
 
 
 def weights_sha256(model, out=None):
@@ -371,8 +375,7 @@ def train_runs(runs, opts, train_fn, sha=None):
                         return None
                     cfg = replace(cfg, minutes=(deadline - time.time()) / 60)
                 print(f"[{i + 1}/{len(runs)}] {run.name} seed {cfg.seed}", file=sys.stderr, flush=True)
-                t0 = time.time()
-                record = dict(train_or_resume(cfg, train_fn), seconds=round(time.time() - t0, 1))
+                record = train_or_resume(cfg, train_fn)
                 if record.get("stopped"):
                     return None
                 if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid

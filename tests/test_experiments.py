@@ -268,11 +268,13 @@ def test_a_run_killed_half_way_is_resumed_not_restarted(tmp_path, capsys):
                                      "--max-sentences", "16", "--batch-size", "8", "--epochs", "3",
                                      "--out", str(tmp_path / "run"), "--quiet"])[0], tiny=tiny)
     train(replace(cfg, stop_after=1))  # "killed" after its first epoch
+    log = tmp_path / "run/log.jsonl"  # say the first epoch took 1000 s: the record must count it
+    log.write_text(json.dumps(dict(json.loads(log.read_text()), seconds=1000.0)) + "\n")
     epochs_trained = []
     real_epochs = lambda c: epochs_trained.append(c.resume) or train(c)
-    experiments.train_or_resume(cfg, real_epochs)
+    record = experiments.train_or_resume(cfg, real_epochs)
     assert epochs_trained == [True] and "training it again" not in capsys.readouterr().err
-    assert [r["epoch"] for r in read_log(tmp_path / "run")] == [1, 2, 3]
+    assert [r["epoch"] for r in read_log(tmp_path / "run")] == [1, 2, 3] and record["seconds"] >= 1000
     # other settings: not resumable, so trained again from the start
     (tmp_path / "run/results.json").unlink()
     experiments.train_or_resume(replace(cfg, lr=cfg.lr * 2), real_epochs)
