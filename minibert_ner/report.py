@@ -206,9 +206,14 @@ def merge_summary(path, new):
     is kept; any other is replaced, and the user is told."""
     if not path.exists():
         return new
-    old = json.loads(path.read_text())
-    same = ("recipe", "scale", "model", "data", "n_layers", "settings")
-    if any(old.get(k) != new[k] for k in same):
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:  # e.g. a write cut short: the runs re-print it whole
+        print(f"{path}: written anew (the one there could not be read: {error})", file=sys.stderr)
+        return new
+    setup = ("recipe", "scale", "model", "data", "n_layers", "settings")
+    parts = ("commands", "runs", "plots", "tables")
+    if not isinstance(old, dict) or any(k not in old for k in setup + parts) or any(old[k] != new[k] for k in setup):
         print(f"{path}: written anew (the one there was for another model, data or settings)", file=sys.stderr)
         return new
     out_of = lambda command: shlex.split(command)[shlex.split(command).index("--out") + 1]

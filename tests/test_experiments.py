@@ -202,6 +202,11 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert f"{tmp_path / 'results' / 'freeze-small.json'}: written anew" in capsys.readouterr().err
     fresh = json.loads((tmp_path / "results" / "freeze-small.json").read_text())
     assert fresh["settings"]["lr"] == 2e-3 and len(fresh["commands"]) == 2
+    # a summary cut short (a kill mid-write) is no traceback: the runs re-print it whole
+    (tmp_path / "results" / "freeze-small.json").write_text('{"recipe": "fre')
+    experiments.main(one_part[:-1] + ["2e-3"], train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
+    assert "could not be read" in capsys.readouterr().err
+    assert list(json.loads((tmp_path / "results" / "freeze-small.json").read_text())["tables"]["test"]) == ["#frz 1"]
 
 
 def test_ontonotes_recipe_says_what_is_missing(tmp_path, capsys):
