@@ -28,18 +28,26 @@ into parts for a small machine; a --rows/--targets/--frz part adds its rows to t
 summary JSON (other seeds or settings start it anew). Small scale subsamples dev/test into
 OUT/data and writes the target's training file as raw text there (tags dropped) for the
 auxiliary tasks.
-Left out: parallel runs, schedulers, hyper-parameter search.
+Two processes of the same command (one per core) share its seeds: each locks a seed
+(RUN/.seed-N.lock) while it trains it, skips those the other holds, then waits for them.
+Left out: schedulers across machines, hyper-parameter search.
 """
 import argparse
 import hashlib
 import json
 import math
+import os
 import shlex
 import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+try:
+    import fcntl  # the lock that lets two processes share a recipe's seeds (not on Windows)
+except ImportError:
+    fcntl = None
 
 from . import hub, ontonotes
 from .cli import configs_from_argv
@@ -356,39 +364,112 @@ def finished(cfg, sha):
     return record, ""
 
 
+def claim(out):
+    """Lock the seed folder `out` for this process, so that a second `experiments` process on the
+    same recipe (the other core) leaves that seed alone instead of training it into the same
+    folder. Returns None once held, else the pid of the process that holds it. The lock is an
+    flock on RUN/.seed-N.lock: the kernel drops it when its process ends, killed or not, so none is
+    ever stale. (Without fcntl, on Windows, there is no lock: run one process per recipe there.)"""
+    if fcntl is None:
+        return None
+    path = Path(out).with_name(f".{Path(out).name}.lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = open(path, "a+", encoding="utf-8")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "?"
+        lock.close()
+        return holder
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))  # for the other process's message
+    lock.flush()
+    HELD[str(out)] = lock
+    return None
+
+
+def release(out):
+    """Drop this process's lock on `out`. The file stays: removing it could let two processes each
+    lock a file of that name (one the removed file, one a new one)."""
+    lock = HELD.pop(str(out), None)
+    if lock is not None:
+        lock.close()
+
+
+HELD = {}  # seed folder -> its open, locked .lock file, while this process trains that seed
+
+
 def train_runs(runs, opts, train_fn, sha=None):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
     None when the --minutes budget ran out first (the same command continues where it stopped).
+    A seed another process is training (the same command on the other core) is left to it and
+    waited for at the end; one that process stopped without finishing is trained here.
     sha: the weights' sha256 when the caller has it (hashing MiniLM reads 90 MB)."""
-    results, deadline = {}, time.time() + opts.minutes * 60 if opts.minutes else None
+    results, others, deadline = {}, [], time.time() + opts.minutes * 60 if opts.minutes else None
     sha = weights_sha256(opts.model, opts.out) if sha is None else sha
-    for i, run in enumerate(runs):
-        results[run.name] = []
-        for cfg in configs_from_argv(run_argv(run, opts)):
-            done, config = Path(cfg.out) / "results.json", json.loads(json.dumps(asdict(cfg), default=str))
-            record, why_not = finished(cfg, sha)
-            if why_not:
-                print(f"{cfg.out}: {why_not}; training it again", file=sys.stderr)
-            if not record:
-                if deadline is not None:  # train() stops at an epoch's end when its share runs out
-                    if deadline - time.time() < 1:
-                        return None
-                    cfg = replace(cfg, minutes=(deadline - time.time()) / 60)
-                print(f"[{i + 1}/{len(runs)}] {run.name} seed {cfg.seed}", file=sys.stderr, flush=True)
-                record = train_or_resume(cfg, train_fn)
-                if record.get("stopped"):
-                    return None
-                if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid
-                    for folder in ("best", "last"):
-                        shutil.rmtree(Path(cfg.out) / folder, ignore_errors=True)
-                    # the run's closing lines named best/ for tagging: say that it is gone
-                    print(f"{cfg.out}: checkpoints removed, results kept (--keep-checkpoints keeps them)",
-                          file=sys.stderr)
-                record["model_sha256"] = sha
-            record["config"] = config
-            done.write_text(json.dumps(record, indent=1))
-            results[run.name].append(record)
-    return results
+    todo = [(run.name, cfg, f"[{i + 1}/{len(runs)}] {run.name}")
+            for i, run in enumerate(runs) for cfg in configs_from_argv(run_argv(run, opts))]
+    for name, cfg, label in todo:
+        record, _ = finished(cfg, sha)
+        if not record:
+            holder = claim(cfg.out)
+            if holder:
+                print(f"{cfg.out}: being trained by process {holder}; left to it for now", file=sys.stderr)
+                others.append((name, cfg, label))
+                continue
+            record = train_seed(cfg, opts, train_fn, sha, deadline, label)
+            if record is None:
+                return out_of_time(opts)
+        results.setdefault(name, []).append((cfg.seed, record))
+    for name, cfg, label in others:  # wait until it is finished, or no longer claimed (then train it)
+        while not (record := finished(cfg, sha)[0]) and claim(cfg.out):
+            if deadline is not None and time.time() > deadline:
+                return out_of_time(opts)
+            time.sleep(5)
+        if not record:
+            record = train_seed(cfg, opts, train_fn, sha, deadline, label)
+            if record is None:
+                return out_of_time(opts)
+        results.setdefault(name, []).append((cfg.seed, record))
+    return {name: [record for _, record in sorted(results[name], key=lambda pair: pair[0])]
+            for name in dict.fromkeys(name for name, _, _ in todo)}
+
+
+def out_of_time(opts):
+    print(f"the --minutes {opts.minutes:g} budget is used up; run the same command again to continue "
+          f"(finished runs are skipped, a stopped one resumes at its last epoch)", file=sys.stderr)
+
+
+def train_seed(cfg, opts, train_fn, sha, deadline, label):
+    """Train (or resume) one seed this process has claimed, write its RUN/seed-N/results.json and
+    give up the claim; returns its record, or None when the --minutes budget is used up."""
+    try:
+        record, why_not = finished(cfg, sha)  # again: another process may have finished it meanwhile
+        if record:
+            return record
+        if why_not:
+            print(f"{cfg.out}: {why_not}; training it again", file=sys.stderr)
+        config = json.loads(json.dumps(asdict(cfg), default=str))  # as the recipe asks: before --minutes' share
+        if deadline is not None:  # train() stops at an epoch's end when its share runs out
+            if deadline - time.time() < 1:
+                return None
+            cfg = replace(cfg, minutes=(deadline - time.time()) / 60)
+        print(f"{label} seed {cfg.seed}", file=sys.stderr, flush=True)
+        record = train_or_resume(cfg, train_fn)
+        if record.get("stopped"):
+            return None
+        if not opts.keep_checkpoints:  # 2 x 90 MB (MiniLM) per run adds up over a grid
+            for folder in ("best", "last"):
+                shutil.rmtree(Path(cfg.out) / folder, ignore_errors=True)
+            # the run's closing lines named best/ for tagging: say that it is gone
+            print(f"{cfg.out}: checkpoints removed, results kept (--keep-checkpoints keeps them)", file=sys.stderr)
+        record.update(model_sha256=sha, config=config)
+        (Path(cfg.out) / "results.json").write_text(json.dumps(record, indent=1))
+        return record
+    finally:
+        release(cfg.out)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -549,9 +630,7 @@ def run_recipe(opts, train_fn=None):
         facts = dict(model=opts.model, n_layers=n_layers, weights_sha256=sha)
         (Path(opts.out) / "model.json").write_text(json.dumps(facts, indent=1) + "\n")
     results = train_runs(runs, opts, train_fn or train, sha)
-    if results is None:
-        print(f"the --minutes {opts.minutes:g} budget is used up; run the same command again to continue "
-              f"(finished runs are skipped, a stopped one resumes at its last epoch)", file=sys.stderr)
+    if results is None:  # the --minutes budget is used up, or another process still trains (it said which)
         return 0
     tests = {l: files.split(l, 2) for l in ONTONOTES} if opts.recipe == "ontonotes" else None
     write_report(opts, runs, results, commands, RECIPES[opts.recipe][1], n_layers, t0, tests)

@@ -5,6 +5,7 @@ real corpora matter (German's derived training file), ../shared/data through the
 OntoNotes is licensed: its recipe runs on the invented CoNLL-2012 samples of test_ontonotes.
 """
 import json
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -305,6 +306,44 @@ def test_minutes_budget_stops_a_recipe_and_the_same_command_continues(tmp_path, 
 def test_a_target_outside_the_recipe_is_a_one_line_error(tmp_path, recipe, target):
     with pytest.raises(ValueError, match=f"--targets {target}: the .* recipe's languages are"):
         build(recipe, tmp_path, "--targets", target)
+
+
+@pytest.mark.skipif(experiments.fcntl is None, reason="no fcntl (Windows): recipes take no locks there")
+def test_two_processes_on_one_recipe_share_its_seeds(tmp_path, capsys):
+    """A second `experiments` process on the same recipe (the other core) leaves the seed the first
+    is training alone rather than training it into the same folder, waits for it, and trains it
+    itself if that process ends without finishing it (killed: the kernel drops its lock)."""
+    import subprocess
+    opts = experiments.parse_options(["table1", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path),
+                                      "--targets", "en", "--rows", "SL"])
+    files = experiments.Files(opts)
+    runs = experiments.build_runs(opts.recipe, files, opts, 2)
+    files.write()
+    seed1, seed2 = configs_from_argv(experiments.run_argv(runs[0], opts))
+    trained = []
+
+    def fake_train(cfg):
+        trained.append(cfg.seed)
+        if cfg.seed == 2:  # meanwhile the process that holds seed 1 is killed
+            other.kill()
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        return dict(best_dev_f1=0.5, test={"en": 0.4})
+    hold = ("import fcntl, os, sys, time; f = open(sys.argv[1], 'a+'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "f.write(str(os.getpid())); f.flush(); print('held', flush=True); time.sleep(60)")
+    Path(seed1.out).parent.mkdir(parents=True, exist_ok=True)
+    other = subprocess.Popen([sys.executable, "-c", hold, str(Path(seed1.out).parent / ".seed-1.lock")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "held"
+        results = experiments.train_runs(runs, opts, fake_train, sha="")
+    finally:
+        other.kill()
+        other.wait()
+    assert f"{seed1.out}: being trained by process {other.pid}; left to it for now" in capsys.readouterr().err
+    assert trained == [2, 1]  # seed 2 first; seed 1 once its process was gone
+    assert [r["config"]["seed"] for r in results["sl-en"]] == [1, 2]  # the tables in seed order
+    assert experiments.claim(seed1.out) is None and experiments.claim(seed2.out) is None  # no lock left held
+    experiments.release(seed1.out), experiments.release(seed2.out)
 
 
 def test_a_run_counts_as_done_only_with_the_weights_it_trained_from(tmp_path, capsys):
