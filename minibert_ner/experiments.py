@@ -424,6 +424,8 @@ def train_runs(runs, opts, train_fn, sha=None):
                 return out_of_time(opts)
         results.setdefault(name, []).append((cfg.seed, record))
     for name, cfg, label in others:  # wait until it is finished, or no longer claimed (then train it)
+        if not finished(cfg, sha)[0]:
+            print(f"{cfg.out}: waiting for the process that trains it", file=sys.stderr, flush=True)
         while not (record := finished(cfg, sha)[0]) and claim(cfg.out):
             if deadline is not None and time.time() > deadline:
                 return out_of_time(opts)
@@ -438,6 +440,7 @@ def train_runs(runs, opts, train_fn, sha=None):
 
 
 def out_of_time(opts):
+    """Say that the --minutes budget stopped the recipe; None, which train_runs then returns."""
     print(f"the --minutes {opts.minutes:g} budget is used up; run the same command again to continue "
           f"(finished runs are skipped, a stopped one resumes at its last epoch)", file=sys.stderr)
 

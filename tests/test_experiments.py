@@ -339,7 +339,9 @@ def test_two_processes_on_one_recipe_share_its_seeds(tmp_path, capsys):
     finally:
         other.kill()
         other.wait()
-    assert f"{seed1.out}: being trained by process {other.pid}; left to it for now" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f"{seed1.out}: being trained by process {other.pid}; left to it for now" in err
+    assert f"{seed1.out}: waiting for the process that trains it" in err
     assert trained == [2, 1]  # seed 2 first; seed 1 once its process was gone
     assert [r["config"]["seed"] for r in results["sl-en"]] == [1, 2]  # the tables in seed order
     assert experiments.claim(seed1.out) is None and experiments.claim(seed2.out) is None  # no lock left held
