@@ -43,9 +43,12 @@ def run_command(body, debug=False):
         return body()
     except BrokenPipeError:  # the reader went away (`... | head`): nothing to report
         try:  # point stdout at /dev/null, so that Python's flush at exit cannot fail a second time
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            out = sys.stdout.fileno()
         except (OSError, ValueError):  # a stdout without a file descriptor (captured in a test)
-            pass
+            return 1
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, out)
+        os.close(devnull)  # main() may be called again in the same process (a notebook, a test)
         return 1
     except USER_ERRORS as error:
         if debug or os.environ.get("MINIBERT_DEBUG") == "1":

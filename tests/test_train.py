@@ -420,8 +420,13 @@ def test_language_id_learns_the_languages_when_source_windows_are_examples(tmp_p
 def test_a_reader_that_closes_the_pipe_is_not_an_error():
     # `python -m minibert_ner.predict ... | head`: head leaves, the next write fails with EPIPE. Every
     # command runs through run_command, which must end quietly then, not print "error: [Errno 32]".
-    code = ("import sys\nfrom minibert_ner.cli import run_command\n"
-            "sys.exit(run_command(lambda: [print(f'line {i}') for i in range(200_000)] and 0))")
+    # It must not leave a descriptor open either: main() may run again in the same process.
+    code = ("import os, sys\nfrom minibert_ner.cli import run_command\n"
+            "fds = lambda: len(os.listdir('/proc/self/fd')) if os.path.isdir('/proc/self/fd') else 0\n"
+            "before = fds()\n"
+            "status = run_command(lambda: [print(f'line {i}') for i in range(200_000)] and 0)\n"
+            "assert fds() == before, 'a descriptor left open'\n"
+            "sys.exit(status)")
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              cwd=Path(__file__).resolve().parents[1])
     assert child.stdout.readline() == b"line 0\n"
