@@ -424,12 +424,14 @@ def train_runs(runs, opts, train_fn, sha=None):
                 return out_of_time(opts)
         results.setdefault(name, []).append((cfg.seed, record))
     for name, cfg, label in others:  # wait until it is finished, or no longer claimed (then train it)
-        if not finished(cfg, sha)[0]:
+        record, _ = finished(cfg, sha)
+        if not record:
             print(f"{cfg.out}: waiting for the process that trains it", file=sys.stderr, flush=True)
-        while not (record := finished(cfg, sha)[0]) and claim(cfg.out):
+        while not record and claim(cfg.out):  # claim() is None once this process holds it
             if deadline is not None and time.time() > deadline:
                 return out_of_time(opts)
             time.sleep(5)
+            record, _ = finished(cfg, sha)
         if not record:
             record = train_seed(cfg, opts, train_fn, sha, deadline, label)
             if record is None:
