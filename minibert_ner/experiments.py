@@ -401,6 +401,17 @@ def release(out):
 HELD = {}  # seed folder -> its open, locked .lock file, while this process trains that seed
 
 
+def trained_by(out):
+    """The pid of the process training the seed folder `out` right now, or None (for --dry-run:
+    it creates no folder or lock file)."""
+    if not Path(out).with_name(f".{Path(out).name}.lock").exists():
+        return None
+    holder = claim(out)
+    if holder is None:
+        release(out)
+    return holder
+
+
 def train_runs(runs, opts, train_fn, sha=None):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
     None when the --minutes budget ran out first (the same command continues where it stopped).
@@ -624,8 +635,12 @@ def run_recipe(opts, train_fn=None):
         except hub.ModelNotFound:
             sha = None
         for run, argv in zip(runs, commands):
-            seeds = [] if sha is None else [cfg.seed for cfg in configs_from_argv(argv) if finished(cfg, sha)[0]]
-            status = f"  # finished: seed {' '.join(map(str, seeds))}" if seeds else ""
+            cfgs = [] if absent or missing else configs_from_argv(argv)  # it checks the files are there
+            seeds = [] if sha is None else [cfg.seed for cfg in cfgs if finished(cfg, sha)[0]]
+            holders = [(cfg.seed, trained_by(cfg.out)) for cfg in cfgs]
+            going = [f"{seed} (process {pid})" for seed, pid in holders if pid]
+            status = (f"  # finished: seed {' '.join(map(str, seeds))}" if seeds else "") + \
+                (f"  # in training: seed {', '.join(going)}" if going else "")
             print("python -m minibert_ner.train " + shlex.join(argv) + status)
         return 0
     t0 = time.time()

@@ -335,6 +335,11 @@ def test_two_processes_on_one_recipe_share_its_seeds(tmp_path, capsys):
                              stdout=subprocess.PIPE, text=True)
     try:
         assert other.stdout.readline().strip() == "held"
+        # a dry run says so, and leaves no trace (no lock file for the seed no one trains)
+        experiments.main(["table1", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path),
+                          "--targets", "en", "--rows", "SL", "--dry-run"])
+        assert capsys.readouterr().out.rstrip().endswith(f"--seed 1 2  # in training: seed 1 (process {other.pid})")
+        assert not (Path(seed2.out).parent / ".seed-2.lock").exists()
         results = experiments.train_runs(runs, opts, fake_train, sha="")
     finally:
         other.kill()
