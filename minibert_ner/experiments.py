@@ -364,6 +364,15 @@ def finished(cfg, sha):
     return record, ""
 
 
+HELD = {}  # seed folder -> its open, locked .lock file, while this process trains that seed
+
+
+def lock_path(out):
+    """RUN/.seed-N.lock for the seed folder RUN/seed-N: beside it, so a restart that deletes the
+    folder leaves the lock alone."""
+    return Path(out).with_name(f".{Path(out).name}.lock")
+
+
 def claim(out):
     """Lock the seed folder `out` for this process, so that a second `experiments` process on the
     same recipe (the other core) leaves that seed alone instead of training it into the same
@@ -372,7 +381,7 @@ def claim(out):
     ever stale. (Without fcntl, on Windows, there is no lock: run one process per recipe there.)"""
     if fcntl is None:
         return None
-    path = Path(out).with_name(f".{Path(out).name}.lock")
+    path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = open(path, "a+", encoding="utf-8")
     try:
@@ -398,13 +407,10 @@ def release(out):
         lock.close()
 
 
-HELD = {}  # seed folder -> its open, locked .lock file, while this process trains that seed
-
-
 def trained_by(out):
     """The pid of the process training the seed folder `out` right now, or None (for --dry-run:
     it creates no folder or lock file)."""
-    if not Path(out).with_name(f".{Path(out).name}.lock").exists():
+    if not lock_path(out).exists():
         return None
     holder = claim(out)
     if holder is None:
@@ -650,7 +656,7 @@ def run_recipe(opts, train_fn=None):
         facts = dict(model=opts.model, n_layers=n_layers, weights_sha256=sha)
         (Path(opts.out) / "model.json").write_text(json.dumps(facts, indent=1) + "\n")
     results = train_runs(runs, opts, train_fn or train, sha)
-    if results is None:  # the --minutes budget is used up, or another process still trains (it said which)
+    if results is None:  # the --minutes budget is used up (train_runs said so)
         return 0
     tests = {l: files.split(l, 2) for l in ONTONOTES} if opts.recipe == "ontonotes" else None
     write_report(opts, runs, results, commands, RECIPES[opts.recipe][1], n_layers, t0, tests)

@@ -216,7 +216,6 @@ def merge_summary(path, new):
     if not isinstance(old, dict) or any(k not in old for k in setup + parts) or any(old[k] != new[k] for k in setup):
         print(f"{path}: written anew (the one there was for another model, data or settings)", file=sys.stderr)
         return new
-    out_of = lambda command: shlex.split(command)[shlex.split(command).index("--out") + 1]
     ours = {out_of(c) for c in new["commands"]}
     merged = dict(new, commands=[c for c in old["commands"] if out_of(c) not in ours] + new["commands"],
                   runs={**old["runs"], **new["runs"]}, plots={**old["plots"], **new["plots"]})
@@ -225,3 +224,9 @@ def merge_summary(path, new):
                         for split, table in new["tables"].items()}
     merged["train_minutes"] = round(sum(r["seconds"] for rs in merged["runs"].values() for r in rs) / 60, 1)
     return merged
+
+
+def out_of(command):
+    """The --out folder of a train command line: what names a run across parts of a recipe."""
+    argv = shlex.split(command)
+    return argv[argv.index("--out") + 1]

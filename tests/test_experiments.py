@@ -350,7 +350,8 @@ def test_two_processes_on_one_recipe_share_its_seeds(tmp_path, capsys):
     assert trained == [2, 1]  # seed 2 first; seed 1 once its process was gone
     assert [r["config"]["seed"] for r in results["sl-en"]] == [1, 2]  # the tables in seed order
     assert experiments.claim(seed1.out) is None and experiments.claim(seed2.out) is None  # no lock left held
-    experiments.release(seed1.out), experiments.release(seed2.out)
+    experiments.release(seed1.out)
+    experiments.release(seed2.out)
 
 
 def test_a_run_counts_as_done_only_with_the_weights_it_trained_from(tmp_path, capsys):
