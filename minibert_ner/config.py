@@ -37,6 +37,9 @@ class TrainConfig:
     aux: list = field(default_factory=list)        # any of "LI", "CL", "PC"
     frz: int = -1                # [paper] -1 nothing frozen, 0 embeddings, k + the lowest k layers
     lr: float = 5e-5             # [paper]
+    # [ours] a separate peak lr for the heads (0 = lr): a pretrained encoder whose last layer's
+    # outputs are small (multilingual-e5-small) leaves a head at lr 5e-5 predicting O for an epoch
+    head_lr: float = 0.0
     batch_size: int = 32         # [paper]
     grad_accum: int = 1          # [ours] micro-batches per batch: less memory, the same update
     epochs: int = 20             # [paper]
@@ -65,6 +68,7 @@ class TrainConfig:
     cache_frozen: bool = True    # with frz >= 0, compute the frozen layers once and reuse them
     cache_gb: float = 4.0        # memory budget of that cache
     max_sentences: int = 0       # subsample each training file (0 = all): small experiments
+    trim_vocab: bool = False     # [ours] keep only the vocabulary pieces the run's files use
     stop_after: int = 0          # stop after this many epochs (0 = never): resumable time-boxing
     minutes: float = 0.0         # stop at an epoch's end before this budget runs out (0 = no budget)
     eval_batch_size: int = 128
@@ -90,8 +94,9 @@ def check_config(cfg):
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.batch_size % cfg.grad_accum:
         raise ConfigError(f"--batch-size {cfg.batch_size} must be a positive multiple of --grad-accum "
                           f"{cfg.grad_accum}")
-    if cfg.epochs < 1 or cfg.lr < 0:
-        raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) not negative")
+    if cfg.epochs < 1 or cfg.lr < 0 or cfg.head_lr < 0:
+        raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) and --head-lr "
+                          f"({cfg.head_lr}) not negative")
     if cfg.aux and not cfg.unlabeled:
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
     if cfg.li_on not in ("all", "target"):

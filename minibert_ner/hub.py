@@ -1,8 +1,11 @@
 """Models by name: a local folder, or a Hugging Face hub id downloaded once into the hub's cache.
 
 `model_folder("bert-base-multilingual-cased")` returns a folder that the rest of the library reads like
-any model folder: config.json, vocab.txt, model.safetensors, and tokenizer_config.json /
-special_tokens_map.json when the repo has them (they say whether the vocabulary is cased).
+any model folder: config.json, model.safetensors, the vocabulary, and tokenizer_config.json /
+special_tokens_map.json when the repo has them (they say whether the vocabulary is cased). The
+vocabulary says which tokenizer the model uses (unigram.load_tokenizer): vocab.txt is WordPiece (mBERT,
+tokenizer.py); without one, a tokenizer.json whose model is Unigram is SentencePiece (XLM-R's, as
+intfloat/multilingual-e5-small has it, unigram.py).
 
   - A path that exists always wins over a hub id of the same name; it must hold a model.
   - Anything else is a hub id (`bert-base-multilingual-cased`, `google-bert/bert-base-multilingual-cased`,
@@ -19,9 +22,10 @@ special_tokens_map.json when the repo has them (they say whether the vocabulary 
     folder without vocab.txt or weights) is one `ModelNotFound` whose message names the model and the
     next step. The huggingface_hub error stays on `error.__context__` for debugging.
 
-Left out: sharded checkpoints (model-0000x-of-0000y.*), TF/Flax weights, repos with tokenizer.json
-but no vocab.txt.
+Left out: sharded checkpoints (model-0000x-of-0000y.*), TF/Flax weights, a tokenizer.json of any
+other model than WordPiece (beside a vocab.txt) or Unigram.
 """
+import json
 import os
 import re
 import shutil
@@ -39,6 +43,7 @@ from .weights import save_safetensors
 __all__ = ["ModelNotFound", "check_model_folder", "model_folder"]
 
 NEEDED = ("config.json", "vocab.txt")                                 # a repo without them is no use
+SENTENCEPIECE = "tokenizer.json"                                      # ... unless it has a Unigram one
 TOKENIZER_FILES = ("tokenizer_config.json", "special_tokens_map.json")  # fetched when the repo has them
 WEIGHTS = "model.safetensors"
 HUB_NAME_PART = re.compile(r"[A-Za-z0-9][\w.-]*")  # an org or repo name: no leading '.', so never '..'
@@ -53,7 +58,7 @@ def _print_to_stderr(message):
 
 
 def model_folder(name_or_path, revision=None, log=_print_to_stderr):
-    """A local folder holding config.json, vocab.txt and model.safetensors, for a folder or a hub id."""
+    """A local folder holding config.json, the vocabulary and model.safetensors, for a folder or a hub id."""
     path = Path(name_or_path).expanduser()
     if path.exists():  # a local folder wins, even when a hub repo has the same name
         if revision is not None:
@@ -71,9 +76,11 @@ def check_model_folder(folder):
     """`folder` as a Path if it holds a model (config, vocab, weights), else ModelNotFound naming what is missing."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise ModelNotFound(f"{folder} is a file; pass the folder that holds config.json, vocab.txt and "
-                            f"model.safetensors")
-    missing = [name for name in ("config.json", "vocab.txt", WEIGHTS) if not (folder / name).is_file()]
+        raise ModelNotFound(f"{folder} is a file; pass the folder that holds config.json, vocab.txt (or a "
+                            f"SentencePiece tokenizer.json) and model.safetensors")
+    sentencepiece = (folder / SENTENCEPIECE).is_file() and not (folder / "vocab.txt").is_file()
+    vocab = SENTENCEPIECE if sentencepiece else "vocab.txt"
+    missing = [name for name in ("config.json", vocab, WEIGHTS) if not (folder / name).is_file()]
     if "config.json" in missing and (folder / "bert_config.json").is_file():
         missing.remove("config.json")  # Google's original name for it
     if not missing:
@@ -95,11 +102,16 @@ def _from_hub(repo_id, revision, log):
     snapshot = _download(repo_id, revision, [*NEEDED, *TOKENIZER_FILES, WEIGHTS])
     # snapshot = {hub cache}/models--{org}--{name}/snapshots/{commit}: one folder per commit
     commit = snapshot.name
-    missing = [name for name in NEEDED if not (snapshot / name).is_file()]
-    if missing:
-        raise ModelNotFound(f"{repo_id}: the hub repo has no {' or '.join(missing)}; minibert_ner needs "
-                            f"config.json, vocab.txt (a WordPiece vocabulary) and model.safetensors or "
-                            f"pytorch_model.bin: check the name, or pass a model folder")
+    if not (snapshot / "vocab.txt").is_file():  # no WordPiece vocabulary: a SentencePiece model?
+        snapshot = _download(repo_id, commit, [SENTENCEPIECE])
+        if (snapshot / "config.json").is_file() and not _is_unigram(snapshot / SENTENCEPIECE):
+            raise ModelNotFound(f"{repo_id}: the hub repo has no vocab.txt (WordPiece) and no tokenizer.json of a "
+                                f"SentencePiece Unigram model; minibert_ner reads one of the two: pick another "
+                                f"repo, or pass a model folder")
+    if not (snapshot / "config.json").is_file():
+        raise ModelNotFound(f"{repo_id}: the hub repo has no config.json; minibert_ner needs "
+                            f"config.json, vocab.txt (a WordPiece vocabulary) or a Unigram tokenizer.json, and "
+                            f"model.safetensors or pytorch_model.bin: check the name, or pass a model folder")
     folder = snapshot
     if not (snapshot / WEIGHTS).is_file():
         folder = snapshot.parents[2].parent / "minibert_ner" / snapshot.parents[1].name / commit
@@ -107,6 +119,14 @@ def _from_hub(repo_id, revision, log):
             _convert(repo_id, snapshot, folder, log)
     log(f"{repo_id}: commit {commit} in {folder}")
     return folder
+
+
+def _is_unigram(path):
+    """Is `path` a tokenizer.json whose model is Unigram (SentencePiece, XLM-R style)?"""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))["model"]["type"] == "Unigram"
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return False
 
 
 def _download(repo_id, revision, patterns):
@@ -148,7 +168,7 @@ def _convert(repo_id, snapshot, folder, log):
     # (torchrun) never see half a folder, and the loser of the race throws its copy away.
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    for name in (*NEEDED, *TOKENIZER_FILES):
+    for name in (*NEEDED, SENTENCEPIECE, *TOKENIZER_FILES):
         if (snapshot / name).is_file():
             shutil.copyfile(snapshot / name, tmp / name)  # follows the cache's symlinks to the blobs
     save_safetensors(state, tmp / WEIGHTS)

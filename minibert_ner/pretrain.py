@@ -43,12 +43,13 @@ from .cli import parse_files, run_command
 from .heads import NERModel, cloze_loss, init_cloze_head
 from .model import BertConfig, BertModel
 from .tokenizer import WordPieceTokenizer, learn_vocab
+from .unigram import load_tokenizer
 from .train import (ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, keep_freed_memory, make_optimizer,
                     resolve_precision)
 from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
 from .windows import IGNORE_INDEX, cloze_mask
 
-MODEL_FILES = ("config.json", "model.safetensors", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
+MODEL_FILES = ("config.json", "model.safetensors")  # + the tokenizer's files (tokenizer_files)
 EVALUATIONS = 20  # held-out evaluations (each with a checkpoint) per run, fewer in short --minutes budgets
 
 
@@ -111,7 +112,7 @@ class Run:
     out: Path
     log: object
     dtype: torch.dtype
-    tok: WordPieceTokenizer
+    tok: object          # WordPieceTokenizer, or UnigramTokenizer for an XLM-R-vocabulary --from
     model: NERModel
     streams: list        # corpus.Stream per language: the training text
     weights: torch.Tensor  # the languages' sampling weights p_l
@@ -127,7 +128,7 @@ class Run:
 def build_tokenizer(cfg, folder, sentences):
     """The model folder's vocab, --vocab, or a cased vocab learnt from the training words (deterministic)."""
     if folder is not None:
-        return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=runs.says_lowercase(folder))
+        return load_tokenizer(folder)  # WordPiece (vocab.txt) or SentencePiece Unigram (tokenizer.json)
     if cfg.vocab:
         return WordPieceTokenizer.from_file(cfg.vocab)
     tokens = learn_vocab((w for s in sentences.values() for words in s for w in words), cfg.vocab_size)
@@ -143,7 +144,7 @@ def build_model(cfg, tok, folder):
                                     max_position_embeddings=cfg.max_len))
     else:
         bert = load_bert(folder, verbose=not cfg.quiet)
-        check_vocab_size(len(tok), bert.config, folder / "vocab.txt")
+        check_vocab_size(tok, bert.config, folder)
     if cfg.max_len > bert.config.max_position_embeddings:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds the model's {bert.config.max_position_embeddings} positions")
     # --head-only: #frz = every layer freezes the embeddings (so the tied decoder too) and all layers
@@ -265,7 +266,7 @@ def checkpoint(run, state):
     runs.write_json(tmp / "run.json", run.info)
     torch.save(state.state_dict(), tmp / "trainer_state.pt")
     runs.swap_in(tmp, run.out / "last")
-    for name in MODEL_FILES:
+    for name in [*MODEL_FILES, *run.tok.tokenizer_files(0)]:
         shutil.copyfile(run.out / "last" / name, run.out / f"{name}.tmp")
         (run.out / f"{name}.tmp").replace(run.out / name)
     write_log(run.out, state.history)

@@ -30,7 +30,8 @@ import torch
 
 from .heads import NERModel
 from .model import BertConfig
-from .tokenizer import WordPieceTokenizer, says_lowercase
+from .tokenizer import says_lowercase
+from .unigram import load_tokenizer
 from .weights import check_vocab_size, load_bert, read_tensors, save_bert, save_safetensors
 
 __all__ = ["RunError", "save_checkpoint", "save_tokenizer", "load_weights_into", "load_ner_model", "holds_a_run",
@@ -88,15 +89,9 @@ def save_checkpoint(folder, model, tok, extra_config=None):
 
 
 def save_tokenizer(folder, tok, max_positions):
-    """vocab.txt plus the two files that tell Hugging Face's AutoTokenizer how to use it. Without
-    them it guesses: it lowercases a cased model and lets texts run past the model's positions."""
-    write_text(Path(folder) / "vocab.txt", "".join(token + "\n" for token in tok.inv_vocab))
-    special = dict(unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
-                   mask_token="[MASK]")
-    write_json(Path(folder) / "special_tokens_map.json", special)
-    write_json(Path(folder) / "tokenizer_config.json", dict(
-        tokenizer_class="BertTokenizer", do_lower_case=tok.lowercase, strip_accents=None,
-        tokenize_chinese_chars=True, model_max_length=max_positions, **special))
+    """The tokenizer's files (vocab.txt or tokenizer.json, and what AutoTokenizer needs to use it)."""
+    for name, text in tok.tokenizer_files(max_positions).items():
+        write_text(Path(folder) / name, text)
 
 
 def load_weights_into(model, folder):
@@ -141,8 +136,8 @@ def load_ner_model(folder, device="cpu"):
     bert = load_bert(folder, config=BertConfig.from_dict(saved), verbose=False)
     model = NERModel(bert, checkpoint_labels(folder))
     load_weights_into(model, folder)
-    tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=extra.get("lowercase", False))
-    check_vocab_size(len(tok), bert.config, folder / "vocab.txt")  # a short vocab.txt would change tags silently
+    tok = load_tokenizer(folder, lowercase=extra.get("lowercase", False))
+    check_vocab_size(tok, bert.config, folder)  # a short vocab.txt would change tags silently
     return model.to(device).eval(), tok
 
 

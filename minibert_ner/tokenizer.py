@@ -151,8 +151,56 @@ def _run_split_on_punc(text):
     return ["".join(chars) for chars in output]
 
 
+def split_words(text):
+    """Where basic tokenization's words are in `text`: (start, end) character offsets, end exclusive.
+
+    The same walk as _clean_text + _tokenize_chinese_chars + whitespace split + punctuation
+    split, on the original characters, so an entity can be shown as written (an uncased
+    model's words are lowercased copies). A deleted character (control, U+FFFD) inside a word
+    stays inside its span. `words_and_spans` checks the result against basic_tokenize; the
+    Unigram tokenizer splits raw text into words with it too."""
+    spans, start, end = [], None, None
+    for i, char in enumerate(text):
+        cp = ord(char)
+        if cp == 0 or cp == 0xFFFD or _is_control(char):
+            continue  # deleted: neither part of a word nor a boundary ("Köln\xad" is "Köln")
+        if _is_whitespace(char) or _is_chinese_char(cp) or _is_punctuation(char):
+            if start is not None:
+                spans.append((start, end))
+                start = None
+            if not _is_whitespace(char):  # an ideograph or a punctuation mark: a word of its own
+                spans.append((i, i + 1))
+        else:
+            start = i if start is None else start
+            end = i + 1
+    if start is not None:
+        spans.append((start, end))
+    return spans
+
+
+def align_words(n_words, encoding, unk_id):
+    """A `tokenizers` encoding of pre-split words -> (piece ids, word index of each piece), with
+    the unknown piece for any word that produced none."""
+    # encoding.word_ids says which input word each piece came from: (T,) ints, non-decreasing.
+    if len(set(encoding.word_ids)) == n_words:  # the common case: every word has a piece
+        return encoding.ids, encoding.word_ids
+    pieces_per_word = [[] for _ in range(n_words)]
+    for piece_id, word_index in zip(encoding.ids, encoding.word_ids):
+        pieces_per_word[word_index].append(piece_id)
+    ids, word_ids = [], []
+    for word_index, word_pieces in enumerate(pieces_per_word):
+        # A word made only of deleted characters ("\xad") would vanish and take its label
+        # with it; giving it the unknown piece keeps one piece per labelled word.
+        word_pieces = word_pieces or [unk_id]
+        ids.extend(word_pieces)
+        word_ids.extend([word_index] * len(word_pieces))
+    return ids, word_ids
+
+
 class WordPieceTokenizer:
     """BERT's tokenizer: from-scratch `tokenize`, and `tokenize_fast`/`encode_words` through `tokenizers`."""
+
+    vocab_file = "vocab.txt"  # what a model folder stores it in
 
     def __init__(self, vocab, lowercase=False):
         self.vocab = dict(vocab)  # token -> id
@@ -190,37 +238,31 @@ class WordPieceTokenizer:
     def __len__(self):
         return len(self.inv_vocab)
 
+    def tokenizer_files(self, max_positions):
+        """{file name: text}: vocab.txt plus the two files that tell Hugging Face's AutoTokenizer how
+        to use it. Without them it guesses: it lowercases a cased model and lets texts run past the
+        model's positions."""
+        special = dict(unk_token="[UNK]", sep_token="[SEP]", pad_token="[PAD]", cls_token="[CLS]",
+                       mask_token="[MASK]")
+        config = dict(tokenizer_class="BertTokenizer", do_lower_case=self.lowercase, strip_accents=None,
+                      tokenize_chinese_chars=True, model_max_length=max_positions, **special)
+        dump = lambda d: json.dumps(d, indent=2, ensure_ascii=False) + "\n"
+        return {"vocab.txt": "".join(token + "\n" for token in self.inv_vocab),
+                "special_tokens_map.json": dump(special), "tokenizer_config.json": dump(config)}
+
+    def keep_only(self, used):
+        """(a tokenizer of the pieces `used` and the special tokens only, the old ids it keeps in
+        order: old id keep[k] is new id k), for --trim-vocab. Every word that gave only `used`
+        pieces splits as before: greedy longest-match never picked a piece it did not use."""
+        keep = sorted(set(used) | {self.vocab[t] for t in SPECIAL_TOKENS})
+        return WordPieceTokenizer({self.inv_vocab[i]: k for k, i in enumerate(keep)}, self.lowercase), keep
+
     # ----- the slow path, from scratch --------------------------------------------------------
-
-    def word_spans(self, text):
-        """Where basic_tokenize's words are in `text`: (start, end) character offsets, end exclusive.
-
-        The same walk as _clean_text + _tokenize_chinese_chars + whitespace split + punctuation
-        split, on the original characters, so an entity can be shown as written (an uncased
-        model's words are lowercased copies). A deleted character (control, U+FFFD) inside a word
-        stays inside its span. `words_and_spans` checks the result against basic_tokenize."""
-        spans, start, end = [], None, None
-        for i, char in enumerate(text):
-            cp = ord(char)
-            if cp == 0 or cp == 0xFFFD or _is_control(char):
-                continue  # deleted: neither part of a word nor a boundary ("Köln\xad" is "Köln")
-            if _is_whitespace(char) or _is_chinese_char(cp) or _is_punctuation(char):
-                if start is not None:
-                    spans.append((start, end))
-                    start = None
-                if not _is_whitespace(char):  # an ideograph or a punctuation mark: a word of its own
-                    spans.append((i, i + 1))
-            else:
-                start = i if start is None else start
-                end = i + 1
-        if start is not None:
-            spans.append((start, end))
-        return spans
 
     def words_and_spans(self, text):
         """basic_tokenize's words and, for each, its (start, end) in `text` (None if not found)."""
         words = self.basic_tokenize(text)
-        spans = self.word_spans(text)
+        spans = split_words(text)
         as_seen = [self.basic_tokenize(text[a:b]) for a, b in spans]
         if [w for seen in as_seen for w in seen] == words and all(len(seen) <= 1 for seen in as_seen):
             return words, [span for span, seen in zip(spans, as_seen) if seen]  # (accents can empty a word)
@@ -310,33 +352,16 @@ class WordPieceTokenizer:
         """Same pieces as `tokenize`, from the Rust implementation."""
         return self.fast.encode(text, add_special_tokens=False).tokens
 
-    def _align(self, n_words, encoding):
-        """Piece ids and word index per piece, with [UNK] for any word that produced no piece."""
-        # encoding.word_ids says which input word each piece came from: (T,) ints, non-decreasing.
-        if len(set(encoding.word_ids)) == n_words:  # the common case: every word has a piece
-            return encoding.ids, encoding.word_ids
-        pieces_per_word = [[] for _ in range(n_words)]
-        for piece_id, word_index in zip(encoding.ids, encoding.word_ids):
-            pieces_per_word[word_index].append(piece_id)
-        ids, word_ids = [], []
-        for word_index, word_pieces in enumerate(pieces_per_word):
-            # A word made only of deleted characters ("\xad") would vanish and take its label
-            # with it; giving it [UNK] keeps one piece per labelled word.
-            word_pieces = word_pieces or [self.unk_token_id]
-            ids.extend(word_pieces)
-            word_ids.extend([word_index] * len(word_pieces))
-        return ids, word_ids
-
     def encode_words(self, words):
         """Pre-split words -> (piece ids, word index of each piece). No [CLS]/[SEP]."""
         encoding = self.fast.encode(list(words), is_pretokenized=True, add_special_tokens=False)
-        return self._align(len(words), encoding)
+        return align_words(len(words), encoding, self.unk_token_id)
 
     def encode_batch_words(self, sentences):
         """`encode_words` for many sentences at once (tokenizers runs the batch in parallel)."""
         sentences = [list(words) for words in sentences]
         encodings = self.fast.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
-        return [self._align(len(words), e) for words, e in zip(sentences, encodings)]
+        return [align_words(len(words), e, self.unk_token_id) for words, e in zip(sentences, encodings)]
 
     def convert_tokens_to_ids(self, tokens):
         return [self.vocab.get(token, self.unk_token_id) for token in tokens]

@@ -36,7 +36,8 @@ from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel
 from .predict import evaluate
 from .scoring import format_report, score
-from .tokenizer import WordPieceTokenizer, learn_vocab, says_lowercase
+from .tokenizer import WordPieceTokenizer, learn_vocab
+from .unigram import load_tokenizer
 from .weights import check_vocab_size, load_bert, read_mlm_head
 from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, predictive_cloze_mask
 
@@ -51,7 +52,7 @@ __all__ = ["TrainConfig", "ConfigError", "train", "prepare", "get_lr", "make_opt
 @dataclass
 class Prepared:
     """Everything the loop needs, built once by `prepare`."""
-    tok: WordPieceTokenizer
+    tok: object          # WordPieceTokenizer (mBERT) or UnigramTokenizer (XLM-R's vocabulary)
     model: NERModel
     labels: list
     train: list          # windows of the training sentences, all languages
@@ -63,9 +64,10 @@ class Prepared:
 
 
 def build_tokenizer(cfg, folder, train_sentences):
-    """The model folder's vocab.txt, or (demo, folder None) a vocabulary learnt from the training words."""
+    """The model folder's tokenizer (vocab.txt: WordPiece; tokenizer.json: SentencePiece Unigram), or
+    (demo, folder None) a WordPiece vocabulary learnt from the training words."""
     if folder is not None:
-        return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=cfg.lowercase or says_lowercase(folder))
+        return load_tokenizer(folder, lowercase=cfg.lowercase)
     tokens = learn_vocab([w for s in train_sentences for w in s.words], DEMO_VOCAB_SIZE)
     return WordPieceTokenizer({t: i for i, t in enumerate(tokens)})
 
@@ -79,7 +81,7 @@ def build_model(cfg, folder, tok, labels, languages, log):
                                           else folder / "bert_config.json")
             config.hidden_dropout_prob = config.attention_probs_dropout_prob = cfg.dropout
         bert = load_bert(folder, config=config, verbose=not cfg.quiet)
-        check_vocab_size(len(tok), bert.config, folder / "vocab.txt")
+        check_vocab_size(tok, bert.config, folder)
     else:
         shape = {**TINY_BERT, **cfg.tiny}
         if cfg.dropout >= 0:
@@ -101,6 +103,19 @@ def build_model(cfg, folder, tok, labels, languages, log):
     return model
 
 
+def trim_vocabulary(model, tok, sentences, log):
+    """--trim-vocab [ours]: keep only the pieces `sentences` use (and those the tokenizer needs), so
+    that a 250,002-piece vocabulary costs its embedding rows, gradients and AdamW moments only for
+    the ~40,000 a corpus uses. Every sentence of the run is split exactly as before; the checkpoint
+    keeps its own smaller vocabulary, so text the run never saw may split differently."""
+    used = {i for ids, _ in tok.encode_batch_words([s.words for s in sentences]) for i in ids}
+    small, keep = tok.keep_only(used)
+    model.keep_vocabulary_rows(keep, small.pad_token_id)
+    log(f"--trim-vocab: {len(keep)} of {len(tok)} pieces kept (the ones the run's files use), "
+        f"{model.bert.config.vocab_size * model.bert.config.hidden_size / 1e6:.1f} M embedding parameters")
+    return small
+
+
 def prepare(cfg, log):
     """Read the data, build the tokenizer and the model, cut every sentence into windows."""
     read = lambda items: {lang: read_conll(p, lang, cfg.encoding, scheme="IOB1") for lang, p in items}
@@ -118,6 +133,9 @@ def prepare(cfg, log):
     folder = hub.model_folder(cfg.model, cfg.revision or None, log) if cfg.model else None
     tok = build_tokenizer(cfg, folder, train_sentences)
     model = build_model(cfg, folder, tok, labels, languages, log)
+    if cfg.trim_vocab:
+        everything = train_sentences + unlabeled + [s for sets in (dev_sets, test_sets) for v in sets.values() for s in v]
+        tok = trim_vocabulary(model, tok, everything, log)
     # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
     others = sorted({lang for lang, _ in cfg.dev + cfg.test} - set(languages))
     lang_ids = {l: i for i, l in enumerate(languages + others)}
@@ -137,26 +155,37 @@ def prepare(cfg, log):
 # the optimizer, its schedule, and everything --resume restores
 
 
-def get_lr(step, total, cfg):
-    """Linear warmup to cfg.lr over the first `warmup` fraction of steps, then linear decay to 0
-    (Devlin et al.'s fine-tuning schedule); or cfg.lr throughout (schedule "constant": the paper's
-    letter, which names only the learning rate)."""
+def get_lr(step, total, cfg, peak=None):
+    """Linear warmup to the peak (cfg.lr unless given) over the first `warmup` fraction of steps, then
+    linear decay to 0 (Devlin et al.'s fine-tuning schedule); or the peak throughout (schedule
+    "constant": the paper's letter, which names only the learning rate)."""
+    peak = cfg.lr if peak is None else peak
     if cfg.schedule == "constant":
-        return cfg.lr
+        return peak
     warm = max(1, int(cfg.warmup * total))
     if step < warm:
-        return cfg.lr * (step + 1) / warm
-    return cfg.lr * max(0.0, (total - step) / max(1, total - warm))
+        return peak * (step + 1) / warm
+    return peak * max(0.0, (total - step) / max(1, total - warm))
+
+
+def peak_lrs(cfg):
+    """The peak learning rate of each of make_optimizer's parameter groups, in their order."""
+    return [cfg.lr, cfg.lr] + ([cfg.head_lr, cfg.head_lr] if cfg.head_lr else [])
 
 
 def make_optimizer(model, cfg):
-    """AdamW over the trainable parameters only; no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
-    for name, p in model.named_parameters():
-        if p.requires_grad:  # frozen tensors never enter the optimizer (no state, no update)
-            (no_decay if p.ndim < 2 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    """AdamW over the trainable parameters only; no weight decay on biases and LayerNorm weights.
+    Groups: the encoder's matrices, its vectors, then (with --head-lr) the heads' matrices and
+    vectors, which the schedule drives from cfg.head_lr instead of cfg.lr (peak_lrs)."""
+    groups = []
+    for is_head in ([False, True] if cfg.head_lr else [False]):
+        decay, no_decay = [], []
+        for name, p in model.named_parameters():
+            # frozen tensors never enter the optimizer (no state, no update)
+            if p.requires_grad and (not cfg.head_lr or is_head != name.startswith("bert.")):
+                (no_decay if p.ndim < 2 else decay).append(p)
+        groups += [{"params": decay, "weight_decay": cfg.weight_decay},
+                   {"params": no_decay, "weight_decay": 0.0}]
     # fused: one vectorised kernel over all tensors instead of ~10 elementwise passes per tensor;
     # the same update up to rounding, several times faster on CPU and GPU
     device = next(model.parameters()).device.type
@@ -259,7 +288,9 @@ def open_run_folder(cfg, rank, log):
         if rank == 0:
             runs.clear_run(out)
     if point is not None:
-        runs.compare_runs(point[0], run_info(cfg), cfg.allow_change, out)
+        saved = point[0]  # a setting added after the run was saved: it ran with the default
+        saved = dict(saved, config={**run_info(TrainConfig())["config"], **saved["config"]})
+        runs.compare_runs(saved, run_info(cfg), cfg.allow_change, out)
     return point
 
 
@@ -455,8 +486,8 @@ def train(cfg):
         for s, batch_index in enumerate(batches):
             t_step = time.time()
             lr = get_lr(state.step, total, cfg)
-            for g in state.optimizer.param_groups:
-                g["lr"] = lr
+            for g, peak in zip(state.optimizer.param_groups, peak_lrs(cfg), strict=True):
+                g["lr"] = get_lr(state.step, total, cfg, peak)  # the heads from --head-lr's height
             loss = train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, aux)
             state.step += 1  # the schedule counts batches, updated or not
             if loss is None:  # not finite: no update; many in a row is divergence

