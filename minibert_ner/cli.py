@@ -159,6 +159,9 @@ def build_parser():
                    f"(default {d.max_len})")
     g.add_argument("--overlap", type=int, help=f"pieces shared by consecutive windows of a long sentence "
                    f"(default {d.overlap})")
+    g.add_argument("--label-piece", choices=("first", "content"), help="which piece of a word carries its "
+                   "tag: first (default, the paper's rule), or content: the first piece that is not "
+                   "SentencePiece's bare '▁' (a word such as '.' splits into '▁' '.'); WordPiece has no such piece")
     g.add_argument("--mask-p", type=float, help=f"cloze masking probability (default {d.mask_p})")
     g.add_argument("--li-on", choices=("all", "target"), help="language ID's examples: all (default) = the "
                    "target text and the labelled source windows, each with its language; target = the target "

@@ -46,6 +46,9 @@ class TrainConfig:
     max_len: int = 64            # [paper] pieces per window
     overlap: int = 8             # [paper]
     mask_p: float = 0.15         # [paper] cloze masking probability
+    # [paper] "first": a word's tag on its first piece. [ours] "content": on its first piece that is not
+    # SentencePiece's bare "▁" ("." -> "▁" "." tags "."); the same as "first" for WordPiece
+    label_piece: str = "first"
     # [ours] LI's examples: "all" = the [CLS] of the target text AND of the labelled source windows,
     # each with its language; "target" = the target text only, the paper's formula read literally,
     # where in zero-shot every example has the same label and the head learns a constant (README)
@@ -101,6 +104,8 @@ def check_config(cfg):
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
     if cfg.li_on not in ("all", "target"):
         raise ConfigError(f"--li-on {cfg.li_on!r}: use all or target")
+    if cfg.label_piece not in ("first", "content"):
+        raise ConfigError(f"--label-piece {cfg.label_piece!r}: use first or content")
     if cfg.schedule not in ("linear", "constant"):
         raise ConfigError(f"--schedule {cfg.schedule!r}: use linear or constant")
     if cfg.resume and cfg.overwrite:

@@ -201,6 +201,7 @@ class WordPieceTokenizer:
     """BERT's tokenizer: from-scratch `tokenize`, and `tokenize_fast`/`encode_words` through `tokenizers`."""
 
     vocab_file = "vocab.txt"  # what a model folder stores it in
+    metaspace_id = None       # no piece stands for "a word starts here" alone (SentencePiece's "▁" does)
 
     def __init__(self, vocab, lowercase=False):
         self.vocab = dict(vocab)  # token -> id

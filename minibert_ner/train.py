@@ -139,8 +139,9 @@ def prepare(cfg, log):
     # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
     others = sorted({lang for lang, _ in cfg.dev + cfg.test} - set(languages))
     lang_ids = {l: i for i, l in enumerate(languages + others)}
+    skip_id = tok.metaspace_id if cfg.label_piece == "content" else None
     enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, lang_ids,
-                                     cfg.max_len, cfg.overlap)
+                                     cfg.max_len, cfg.overlap, skip_id=skip_id)
     # dev/test windows need a label id for every word: unknown tags become "O" there, while the
     # scorer keeps the original tags (such entities count as missed)
     held_out = lambda sets: {k: (v, enc(unknown_tags_to_o(v, labels))) for k, v in sets.items()}

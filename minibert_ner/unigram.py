@@ -132,6 +132,8 @@ def build_charsmap(table):
                 child_base = place(sorted(child))
                 units[pos] = ((pos ^ child_base) << 10) | label | ((0 in child) << 8)
                 queue.append((child, child_base))
+    # readers look up base ^ byte for any byte without a bounds check: every such slot must exist
+    units.extend([0] * (max(b | 0xFF for b in bases) + 1 - len(units)))
     trie = struct.pack(f"<{len(units)}I", *units)
     return struct.pack("<I", len(trie)) + trie + bytes(blob)
 
@@ -192,6 +194,7 @@ class UnigramTokenizer:
         self.pad_token_id = self.vocab[SPECIAL_TOKENS["pad"]]
         self.mask_token_id = self.vocab[SPECIAL_TOKENS["mask"]]
         self.unk_token_id = unk_id
+        self.metaspace_id = self.vocab.get(METASPACE)  # the bare "▁" that starts some words ("." -> "▁" ".")
         self.lowercase = False  # SentencePiece vocabularies are cased; the table does what folding there is
         self.unk_score = min(self.scores) - UNK_PENALTY
         self.max_piece_chars = max(len(p) for p in self.inv_vocab)

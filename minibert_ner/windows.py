@@ -71,14 +71,27 @@ def _where(sentence):
     return f"{getattr(sentence, 'source', '')}:{getattr(sentence, 'line', 0)}"
 
 
-def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, max_len=64, overlap=8):
+def tagged_pieces(piece_ids, word_index, skip_id=None):
+    """Per piece: does it carry its word's tag? The paper's rule: the word's first piece. With
+    `skip_id` (SentencePiece's bare "▁", --label-piece content), a word whose first piece is that id
+    and that has more pieces carries its tag on the second one: "." -> "▁" "." tags ".".
+    """
+    first = [p == 0 or word_index[p] != word_index[p - 1] for p in range(len(piece_ids))]
+    if skip_id is not None:
+        for p in range(len(piece_ids) - 1):
+            if first[p] and piece_ids[p] == skip_id and word_index[p + 1] == word_index[p]:
+                first[p], first[p + 1] = False, True
+    return first
+
+
+def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, max_len=64, overlap=8, *, skip_id=None):
     """Tokenise, label and window every sentence -> list[Window] in sentence order.
 
-    Training labels: a word's label goes on its first piece in EVERY window holding that piece, so
-    no label is lost. Prediction (`scored`): a word whose first piece lies in the overlap of two
-    windows is scored in the window where it is further from the edge (the overlap is split in
-    half), so it is predicted with the most context. A sentence without words gets no window;
-    a sentence with `tags == []` is unlabeled and gets IGNORE_INDEX everywhere.
+    Training labels: a word's label goes on its first piece (see tagged_pieces) in EVERY window
+    holding that piece, so no label is lost. Prediction (`scored`): a word whose first piece lies in
+    the overlap of two windows is scored in the window where it is further from the edge (the
+    overlap is split in half), so it is predicted with the most context. A sentence without words
+    gets no window; a sentence with `tags == []` is unlabeled and gets IGNORE_INDEX everywhere.
     """
     words = [s.words for s in sentences]
     if hasattr(tokenizer, "encode_batch_words"):
@@ -102,7 +115,7 @@ def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, max_len=64, 
             raise ValueError(f"{_where(sentence)}: unknown language {sentence.lang!r}")
         spans = split_windows(piece_ids, word_index, max_len, overlap)
         owner = _owners(spans, len(piece_ids), overlap)
-        first = [p == 0 or word_index[p] != word_index[p - 1] for p in range(len(piece_ids))]
+        first = tagged_pieces(piece_ids, word_index, skip_id)
         for k, (start, end) in enumerate(spans):
             pieces = range(start, end)
             labels = [label_ids[word_index[p]] if first[p] and label_ids else IGNORE_INDEX

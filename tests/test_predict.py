@@ -20,6 +20,8 @@ from minibert_ner.tokenizer import WordPieceTokenizer, learn_vocab
 from minibert_ner.train import TrainConfig, train
 from minibert_ner.weights import save_bert
 
+from conftest import write_tiny_unigram_model
+
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 # sentences of the training sample, which the tiny models learn by heart: they find entities there
@@ -38,8 +40,9 @@ def run(tmp_path, name, **kw):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """A cased run (the demo's own vocabulary) and an uncased one (a lowercased vocabulary in a
-    model folder whose tokenizer_config.json says do_lower_case)."""
+    """A cased run (the demo's own vocabulary), an uncased one (a lowercased vocabulary in a model
+    folder whose tokenizer_config.json says do_lower_case) and a SentencePiece one (a Unigram
+    tokenizer.json, as multilingual-e5-small's)."""
     tmp = tmp_path_factory.mktemp("predict")
     uncased = tmp / "uncased-bert"
     words = [w.lower() for f in ("en", "de") for line in (SAMPLE / f / "train.txt").read_text().splitlines()
@@ -49,7 +52,9 @@ def runs(tmp_path_factory):
     save_bert(BertModel(BertConfig(vocab_size=len(vocab), max_position_embeddings=64, **TINY)), uncased)
     (uncased / "vocab.txt").write_text("".join(t + "\n" for t in vocab))
     (uncased / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
-    return {"cased": run(tmp, "cased"), "uncased": run(tmp, "uncased", model=str(uncased))}
+    sentencepiece = write_tiny_unigram_model(tmp / "tiny-sp")
+    return {"cased": run(tmp, "cased"), "uncased": run(tmp, "uncased", model=str(uncased)),
+            "unigram": run(tmp, "unigram", model=str(sentencepiece))}
 
 
 def test_the_tagger_returns_entities_as_written(runs):
@@ -81,16 +86,17 @@ def test_from_pretrained_reads_do_lower_case(runs):
     assert not WordPieceTokenizer.from_pretrained(runs["cased"] / "best").lowercase
 
 
-@pytest.mark.parametrize("kind", ["cased", "uncased"])
+@pytest.mark.parametrize("kind", ["cased", "uncased", "unigram"])
 def test_transformers_reads_the_checkpoint_right(runs, kind):
     transformers = pytest.importorskip("transformers")
     best = runs[kind] / "best"
     hf_tok = transformers.AutoTokenizer.from_pretrained(str(best))
     hf_model = transformers.AutoModelForTokenClassification.from_pretrained(str(best)).eval()
     tagger = minibert_ner.load(runs[kind])
-    assert hf_tok.do_lower_case == (kind == "uncased") and hf_tok.model_max_length == 64
+    assert hf_tok.model_max_length == 64
+    assert getattr(hf_tok, "do_lower_case", False) == (kind == "uncased")
     # short texts, end to end through transformers: its tokenizer, its model, first piece of each word
-    words = [tagger.tok.basic_tokenize(t) for t in TEXTS]
+    words = [tagger.tok.words_and_spans(t)[0] for t in TEXTS]
     ours, _ = tagger.tag_words(words)
     for w, tags in zip(words, ours):
         enc = hf_tok(w, is_split_into_words=True, return_tensors="pt")
@@ -104,7 +110,7 @@ def test_transformers_reads_the_checkpoint_right(runs, kind):
                 theirs[word] = hf_model.config.id2label[labels[position]]
         assert [theirs[i] for i in range(len(w))] == tags
     # a text longer than the positions: our windows, scored by transformers' model, give our tags
-    long_words = tagger.tok.basic_tokenize(LONG)
+    long_words = tagger.tok.words_and_spans(LONG)[0]
     (long_tags,), _ = tagger.tag_words([long_words])
 
     class HFAsOurs(torch.nn.Module):  # transformers' model behind predict_windows' interface

@@ -434,3 +434,41 @@ def test_a_reader_that_closes_the_pipe_is_not_an_error():
     stderr = child.stderr.read().decode()
     assert child.wait() == 1
     assert stderr == ""
+
+
+def test_head_lr_drives_the_heads_from_their_own_peak(tmp_path):
+    cfg = config(tmp_path, lr=1e-3, head_lr=2e-2, epochs=1)
+    torch.manual_seed(0)
+    model = NERModel(BertModel(BertConfig(vocab_size=50, max_position_embeddings=64, **TINY)), ["O", "I-PER"])
+    optimizer = make_optimizer(model, cfg)
+    names = {id(p): n for n, p in model.named_parameters()}
+    groups = [{names[id(p)].split(".")[0] for p in g["params"]} for g in optimizer.param_groups]
+    assert groups == [{"bert"}, {"bert"}, {"classifier"}, {"classifier"}]
+    assert [g["weight_decay"] for g in optimizer.param_groups] == [cfg.weight_decay, 0.0] * 2
+    assert len(make_optimizer(model, replace(cfg, head_lr=0.0)).param_groups) == 2  # the paper's single rate
+    train(cfg)  # the schedule moves both heights by the same factor: their ratio stays head_lr / lr
+    saved = torch.load(Path(cfg.out) / "last/trainer_state.pt", weights_only=True)["optimizer"]["param_groups"]
+    assert saved[2]["lr"] / saved[0]["lr"] == pytest.approx(20) and saved[0]["lr"] > 0
+
+
+def test_trim_vocab_changes_nothing_but_the_vocabulary(tmp_path, unigram_model):
+    """A SentencePiece run with --trim-vocab keeps only the pieces its files use; every sentence splits
+    as before, so the run computes the same function: the same dev F1 per epoch, the same weights."""
+    base = config(tmp_path, model=str(unigram_model), lr=3e-3, epochs=2)
+    full = replace(base, out=str(tmp_path / "full"))
+    small = replace(base, out=str(tmp_path / "small"), trim_vocab=True)
+    train(full), train(small)
+    model_full, tok_full = load_ner_model(full.out)
+    model_small, tok_small = load_ner_model(small.out)
+    assert len(tok_small) < len(tok_full) * 0.8
+    assert model_small.bert.config.vocab_size == len(tok_small)
+    for s in read_conll(SAMPLE / "de/dev.txt"):
+        ids_small, owners_small = tok_small.encode_words(s.words)
+        ids_full, owners_full = tok_full.encode_words(s.words)
+        assert tok_small.convert_ids_to_tokens(ids_small) == tok_full.convert_ids_to_tokens(ids_full)
+    assert [r["dev"] for r in history(full.out)] == pytest.approx([r["dev"] for r in history(small.out)])
+    a, b = model_full.state_dict(), model_small.state_dict()
+    rows = tok_full.convert_tokens_to_ids(tok_small.inv_vocab)
+    embeddings = "bert.embeddings.word_embeddings.weight"
+    worst = max((a[k] - b[k]).abs().max().item() for k in a if k != embeddings)
+    assert worst < 1e-5 and (a[embeddings][rows] - b[embeddings]).abs().max() < 1e-5

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from minibert_ner.windows import (IGNORE_INDEX, Batch, batch_indices, cloze_mask, collate,
+from minibert_ner.windows import (IGNORE_INDEX, tagged_pieces, Batch, batch_indices, cloze_mask, collate,
                                   encode_sentences, merge_predictions, predictive_cloze_mask,
                                   split_windows)
 
@@ -350,3 +350,10 @@ def test_real_corpus_labels_survive_windowing_and_merging(shared_data, mbert_voc
     merged = merge_predictions(windows, [w.labels for w in windows], sentences)
     for i, (ids, sentence) in enumerate(zip(merged, sentences)):
         assert ids == [label_to_id[tag] for tag in sentence.tags], f"first mismatch: sentence {i}"
+
+
+def test_the_content_rule_tags_the_piece_after_a_bare_metaspace():
+    # words: "Köln" -> [10], "." -> ["▁"=6, "."=5], "x" -> ["▁"] alone (it keeps its one piece)
+    ids, owners = [10, 6, 5, 6], [0, 1, 1, 2]
+    assert tagged_pieces(ids, owners) == [True, True, False, True]  # the paper's rule: first pieces
+    assert tagged_pieces(ids, owners, skip_id=6) == [True, False, True, True]
