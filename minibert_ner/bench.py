@@ -35,13 +35,14 @@ import torch
 
 from . import hub
 from .config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
-from .data import build_label_list, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
+from .data import build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
 from .predict import predict_windows
-from .runs import minilm_folder, read_log, says_lowercase
+from .runs import minilm_folder, read_log, save_tokenizer, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
+from .unigram import UnigramTokenizer, load_tokenizer
 from .train import get_lr, keep_freed_memory, make_optimizer, native_bf16, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
@@ -124,6 +125,17 @@ def build_peer(ctx, ours):
         peer.bert.embeddings.requires_grad_(False)
         peer.bert.encoder.layer[: ours.frz].requires_grad_(False)
     return peer.to(ctx.device)
+
+
+def trimmed_copy(folder, tok, sentences, out):
+    """A copy of the model folder keeping only the pieces `sentences` use (train --trim-vocab), and its tokenizer."""
+    used = {i for ids, _ in tok.encode_batch_words([s.words for s in sentences]) for i in ids}
+    small, keep = tok.keep_only(used)
+    model = NERModel(load_bert(folder, verbose=False), ["O"])
+    model.keep_vocabulary_rows(keep, small.pad_token_id)
+    save_bert(model.bert, out)
+    save_tokenizer(out, small, model.bert.config.max_position_embeddings)
+    return out, small
 
 
 def pad_to(batch, length, pad_id):
@@ -370,6 +382,8 @@ def hf_encode_words(hf, sentences):
 
 def section_tokenizer(ctx):
     """Words/s of the from-scratch and the fast path against transformers' on the same words."""
+    if isinstance(ctx.tok, UnigramTokenizer):
+        return section_unigram_tokenizer(ctx)
     a, sentences = ctx.args, [s.words for s in ctx.train]
     texts = [" ".join(words) for words in sentences]
     n_words = sum(len(w) for w in sentences)
@@ -402,6 +416,46 @@ def section_tokenizer(ctx):
         peer_name = "BertTokenizer (Python)" if kind == "from scratch" else "BertTokenizerFast"
         rows += rate_rows(ctx, f"tokenizer {kind} vs {peer_name}", times, {"words/s": n_words},
                           "≥ 1.0" if kind == "from scratch" else "≥ 0.9")
+    return rows
+
+
+def section_unigram_tokenizer(ctx):
+    """SentencePiece Unigram: words/s from scratch and through `tokenizers` against transformers'
+    AutoTokenizer (the fast XLM-R tokenizer: transformers' Python one needs the sentencepiece
+    package), and the count of words of every ../shared/data file on which ours equals `tokenizers`."""
+    from tokenizers import Tokenizer
+    a, sentences = ctx.args, [s.words for s in ctx.train]
+    texts = [" ".join(words) for words in sentences]
+    n_words = sum(len(w) for w in sentences)
+    fresh = lambda: UnigramTokenizer.from_file(ctx.folder / "tokenizer.json")
+    tok = {}
+
+    def scratch():
+        tok["ours"] = fresh()  # a cold tokenizer per repeat: its cache of words starts empty
+        return timed(ctx.device, lambda: [tok["ours"].tokenize(t) for t in texts])
+
+    def fast():
+        tok["ours"] = fresh()
+        tok["ours"].fast
+        return timed(ctx.device, lambda: tok["ours"].encode_batch_words(sentences))
+    rows = rate_rows(ctx, "tokenizer (Unigram) from scratch", interleave(ctx, {"ours": scratch}, a.repeats, 0),
+                     {"words/s": n_words})
+    jobs = {"ours": fast}
+    if ctx.peer:
+        from transformers import AutoTokenizer
+        hf = AutoTokenizer.from_pretrained(str(ctx.folder))
+        jobs["peer"] = lambda: timed(ctx.device, lambda: hf_encode_words(hf, sentences))
+    rows += rate_rows(ctx, "tokenizer (Unigram) fast path vs AutoTokenizer", interleave(ctx, jobs, a.repeats, 0),
+                      {"words/s": n_words}, "≥ 0.9")
+    # parity, on every distinct word of every corpus file (minutes: the from-scratch path is Python)
+    words = sorted({w for path in corpus_files() for s in read_conll(path, "xx") for w in s.words})
+    theirs = Tokenizer.from_file(str(ctx.folder / "tokenizer.json"))
+    encodings = theirs.encode_batch([[w] for w in words], is_pretokenized=True, add_special_tokens=False)
+    same = sum(tok["ours"].encode(w) == e.ids for w, e in zip(words, encodings))
+    print(f"Unigram from scratch = tokenizers on {same:,} of {len(words):,} distinct words of "
+          f"{len(corpus_files())} files in {shared_data_dir()}", file=sys.stderr)
+    rows.append(Row("tokenizer (Unigram) parity", f"distinct words of {len(corpus_files())} corpus files, "
+                    "ids equal to tokenizers'", (same, 0), (len(words), 0), (same / max(1, len(words)), 0), "= 1"))
     return rows
 
 
@@ -744,6 +798,9 @@ def build_parser():
     p.add_argument("--profile", type=int, default=0, metavar="ROWS", help="step section: after timing, "
                    "profile our --steps steps once more (torch.profiler) and print the ROWS costliest operators")
     p.add_argument("--no-peer", action="store_true", help="time minibert_ner only")
+    p.add_argument("--trim-vocab", action="store_true", help="both sides load a copy of --model whose vocabulary "
+                   "keeps only the pieces of the benchmark's sentences (train --trim-vocab): the same function on "
+                   "these batches, without the gradients and AdamW moments of rows they never use")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", help="also write the rows to this JSON file")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
@@ -790,7 +847,10 @@ def run(args):
         folder, lowercase, what = model_folder(args, train_sentences, work / "model")
         test = read(paths["test"], args)
         labels = build_label_list(train_sentences)
-        tok = WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=lowercase)
+        tok = load_tokenizer(folder, lowercase=lowercase)  # WordPiece, or SentencePiece Unigram
+        if args.trim_vocab:
+            folder, tok = trimmed_copy(folder, tok, train_sentences + test, work / "trimmed")
+            what += f", vocabulary trimmed to the corpus's {len(tok):,} pieces (--trim-vocab)"
         safe = unknown_tags_to_o(test, labels)
         encode = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, {"en": 0}, args.max_len)
         ctx = argparse.Namespace(args=args, device=device, peer=has_peer, work=work, paths=paths, folder=folder,

@@ -56,6 +56,13 @@ CONLL_FILES = {
 }
 
 
+def corpus_files():
+    """Every CoNLL-2002/2003 and WikiANN file of the shared data (none when it is absent)."""
+    root = shared_data_dir()
+    return sorted(p for p in [*root.glob("conll200*/**/*"), *root.glob("wikiann/*/*.tsv")]
+                  if p.is_file() and (p.suffix != ".txt" or p.parent.name == "derived-flydzy"))
+
+
 def mbert_vocab_path() -> Path:
     """mBERT's cased vocab.txt inside the shared data (it may not exist)."""
     return shared_data_dir() / "mbert" / "bert-base-multilingual-cased" / "vocab.txt"

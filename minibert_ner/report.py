@@ -131,18 +131,22 @@ def fertility(test_files, data, model):
     """Pieces per word ({vocab: {lang: pieces / word}}) and the share of words with an [UNK] piece,
     which fertility hides (a word the vocab cannot spell is one [UNK]: fertility 1, information 0),
     over {lang: test file}, with the mBERT cased vocab under --data and --model's (those that exist)."""
-    from .tokenizer import says_lowercase
-    from .tokenizer import WordPieceTokenizer, measure_fertility
-    vocabs = {"mBERT cased": (Path(data) / "mbert/bert-base-multilingual-cased/vocab.txt", False)}
-    if model:
-        label = f"{model_label(model)} ({'uncased' if says_lowercase(Path(model)) else 'cased'})"
-        vocabs[label] = (Path(model) / "vocab.txt", says_lowercase(Path(model)))
+    from .tokenizer import WordPieceTokenizer, measure_fertility, says_lowercase
+    from .unigram import load_tokenizer
+    mbert = Path(data) / "mbert/bert-base-multilingual-cased/vocab.txt"
+    vocabs = {"mBERT cased": lambda: WordPieceTokenizer.from_file(mbert) if mbert.exists() else None}
+    if model:  # its WordPiece vocab.txt (cased or not, as it says) or its SentencePiece tokenizer.json
+        folder = Path(model)
+        kind = "sentencepiece" if not (folder / "vocab.txt").exists() else \
+            "uncased" if says_lowercase(folder) else "cased"
+        has_vocab = (folder / "vocab.txt").exists() or (folder / "tokenizer.json").exists()
+        vocabs[f"{model_label(model)} ({kind})"] = lambda: load_tokenizer(folder) if has_vocab else None
     table, unk = {}, {}
-    for label, (vocab, lowercase) in vocabs.items():
-        if not vocab.exists():
-            print(f"fertility: no {label} vocab at {vocab}; left out", file=sys.stderr)
+    for label, load in vocabs.items():
+        tok = load()
+        if tok is None:
+            print(f"fertility: no {label} vocabulary; left out", file=sys.stderr)
             continue
-        tok = WordPieceTokenizer.from_file(vocab, lowercase=lowercase)
         for lang, path in test_files.items():
             sentences = [s.words for s in read_conll(path, lang)]
             words, pieces = measure_fertility(tok, sentences, label=f"{label}, {lang}")

