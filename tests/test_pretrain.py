@@ -145,3 +145,15 @@ def test_lr_0_writes_the_random_initialisation_the_zero_shot_baseline(tmp_path):
     fresh = build_model(tiny(out), tok, None)
     saved = read_tensors(out / "model.safetensors")
     assert all(torch.equal(v, saved[f"bert.{k}"]) for k, v in fresh.bert.state_dict().items())
+
+
+def test_from_a_sentencepiece_model_keeps_its_unigram_vocabulary(unigram_model, tmp_path):
+    """--from a folder with a Unigram tokenizer.json (multilingual-e5-small's kind): the pretrained
+    folder carries the same tokenizer.json and nothing WordPiece."""
+    from minibert_ner.unigram import UnigramTokenizer, load_tokenizer
+    out = tmp_path / "sp"
+    pretrain(tiny(out, init_from=str(unigram_model), steps=2))
+    tok = load_tokenizer(out)
+    assert isinstance(tok, UnigramTokenizer) and not (out / "vocab.txt").exists()
+    assert tok.inv_vocab == load_tokenizer(unigram_model).inv_vocab
+    assert load_bert(out, verbose=False).config.vocab_size == load_bert(unigram_model, verbose=False).config.vocab_size

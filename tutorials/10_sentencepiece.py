@@ -129,7 +129,7 @@ print(f"{bare / min(5000, len(words)):.1%} of German words start with a bare 'â–
 # every step; the run keeps the ~20,000 its files use).
 
 # %%
-N, M = (30, 40) if TINY else (400, 600)
+N, M = (30, 40) if TINY else (1000, 600)
 
 
 def first(lang, split, n):
