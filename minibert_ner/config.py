@@ -83,6 +83,14 @@ class TrainConfig:
     quiet: bool = False
 
 
+# (option, TrainConfig field, lowest, highest): the ranges check_config enforces
+RANGES = [("epochs", "epochs", 1, 10**6), ("lr", "lr", 0.0, 1.0), ("head-lr", "head_lr", 0.0, 1.0),
+          ("max-len", "max_len", 3, 512), ("overlap", "overlap", 0, 509), ("mask-p", "mask_p", 0.0, 1.0),
+          ("warmup", "warmup", 0.0, 1.0), ("weight-decay", "weight_decay", 0.0, 1.0), ("clip", "clip", 0.0, 1e6),
+          ("threads", "threads", 0, 4096), ("max-sentences", "max_sentences", 0, 10**9),
+          ("stop-after", "stop_after", 0, 10**6), ("minutes", "minutes", 0.0, 1e9),
+          ("eval-batch-size", "eval_batch_size", 1, 10**6), ("cache-gb", "cache_gb", 0.0, 1e6)]
+
 # How a run is carried out, not what it computes: --resume accepts other values for these.
 RUN_CONTROL = {"out", "resume", "overwrite", "allow_change", "stop_after", "minutes", "quiet", "threads", "device",
                "eval_batch_size", "cache_frozen", "cache_gb"}
@@ -97,9 +105,16 @@ def check_config(cfg):
     if cfg.batch_size < 1 or cfg.grad_accum < 1 or cfg.batch_size % cfg.grad_accum:
         raise ConfigError(f"--batch-size {cfg.batch_size} must be a positive multiple of --grad-accum "
                           f"{cfg.grad_accum}")
-    if cfg.epochs < 1 or cfg.lr < 0 or cfg.head_lr < 0:
-        raise ConfigError(f"--epochs ({cfg.epochs}) must be positive and --lr ({cfg.lr}) and --head-lr "
-                          f"({cfg.head_lr}) not negative")
+    for option, value, low, high in RANGES:  # NaN fails every comparison, so it is refused too
+        value = getattr(cfg, value)
+        if not (low <= value <= high):
+            raise ConfigError(f"--{option} {value}: expected a number from {low} to {high}")
+    if cfg.overlap >= cfg.max_len - 2:
+        raise ConfigError(f"--overlap {cfg.overlap} must be below --max-len {cfg.max_len} minus 2 ([CLS] and "
+                          f"[SEP]): each window needs at least one new piece")
+    if cfg.dropout != -1 and not 0 <= cfg.dropout < 1:
+        raise ConfigError(f"--dropout {cfg.dropout}: expected a probability from 0 to below 1")
+    check_device(cfg.device)
     if cfg.aux and not cfg.unlabeled:
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
     if cfg.li_on not in ("all", "target"):
@@ -114,6 +129,20 @@ def check_config(cfg):
     if unknown:
         raise ConfigError(f"--allow-change {' '.join(sorted(unknown))}: not a setting; use the names of "
                           f"TrainConfig's fields (e.g. epochs) or 'data'")
+
+
+def check_device(name):
+    """--device: auto, cpu, cuda or cuda:N, and a GPU must be there to be asked for."""
+    import re
+
+    import torch
+    if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", name):
+        raise ConfigError(f"--device {name!r}: use auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name}: this PyTorch sees no CUDA GPU (torch {torch.__version__}"
+                          f"{', a CPU-only build' if torch.version.cuda is None else ''}); use --device cpu")
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
+        raise ConfigError(f"--device {name}: there are {torch.cuda.device_count()} GPUs (cuda:0 ...)")
 
 
 def run_info(cfg):

@@ -62,7 +62,10 @@ def read_sentences(files, texts=(), langs=""):
             sentences.setdefault(lang, []).extend(s.words for s in read_conll(path, lang))
     for lang, path in texts:
         if keep(lang):
-            sentences.setdefault(lang, []).extend(s.words for s in read_text(path, lang))
+            text = read_text(path, lang)
+            if not text:
+                raise DataError(f"{path}: no text in this --text file (expected one sentence per line)")
+            sentences.setdefault(lang, []).extend(s.words for s in text)
     if not sentences:
         raise DataError(f"no text to pretrain on (--langs {langs or 'all'}; languages of the files: "
                         f"{', '.join(sorted({l for l, _ in [*files, *texts]})) or 'none'}); add --text LANG=FILE")

@@ -291,19 +291,23 @@ def unknown_tags_to_o(sentences: list[Sentence], labels: list[str]) -> list[Sent
 
 
 def check_labels(sentences: list[Sentence], labels: list[str], strict: bool = True) -> int:
-    """Raise (strict) or warn for every tag not in `labels`, naming file and line; return how many."""
-    known, unknown = set(labels), 0
+    """Raise (strict) or warn for tags not in `labels`, naming file and line; return how many tokens
+    carry one. A warning names each unknown tag once, with its count and first place."""
+    known, first, count = set(labels), {}, {}
     for sentence in sentences:
         for offset, tag in enumerate(sentence.tags):
             if tag in known:
                 continue
-            unknown += 1
-            message = (f"{sentence.source}:{sentence.line + offset}: tag {tag!r} never seen in "
-                       f"training; known labels: {' '.join(labels)}")
+            where = f"{sentence.source}:{sentence.line + offset}"
             if strict:
-                raise DataError(message)
-            warnings.warn(message, stacklevel=2)
-    return unknown
+                raise DataError(f"{where}: tag {tag!r} never seen in training; known labels: {' '.join(labels)}")
+            first.setdefault(tag, where)
+            count[tag] = count.get(tag, 0) + 1
+    for tag, where in first.items():
+        times = f" ({count[tag]} tokens)" if count[tag] > 1 else ""
+        warnings.warn(f"{where}: tag {tag!r} never seen in training{times}; those entities count as missed; "
+                      f"known labels: {' '.join(labels)}", stacklevel=2)
+    return sum(count.values())
 
 
 def read_text(path_or_lines, lang: str, encoding: str = "utf-8") -> list[Sentence]:

@@ -260,6 +260,8 @@ def save_model(folder, model, tok, extra):
 def checkpoint(run, state):
     """OUT/last swapped in whole, then its model files copied to OUT itself, each written aside and
     renamed (only model.safetensors ever changes): OUT always holds one complete model."""
+    if run.cfg.overwrite and len(state.history) == 1:  # the first checkpoint of a run that replaces one
+        runs.set_aside(run.out)
     tmp = run.out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(tmp, run.model, run.tok, dict(pretrain=run.info["config"], step=state.step))
@@ -270,6 +272,7 @@ def checkpoint(run, state):
         shutil.copyfile(run.out / "last" / name, run.out / f"{name}.tmp")
         (run.out / f"{name}.tmp").replace(run.out / name)
     write_log(run.out, state.history)
+    runs.drop_set_aside(run.out)
 
 
 def write_log(out, history):
@@ -416,15 +419,18 @@ def open_run(cfg, log):
         raise runs.RunError(f"{out} already holds a run: pass --resume to continue it, --overwrite to delete "
                             f"it and start afresh, or another --out")
     out.mkdir(parents=True, exist_ok=True)
-    if cfg.overwrite:
-        runs.clear_run(out)
-    for note in runs.recover(out) if cfg.resume else []:  # a swap the kill interrupted, a last.tmp
-        log(f"--resume: {note}")
+    # --overwrite deletes nothing yet: the old run is set aside at the new one's first checkpoint
+    for note in runs.recover(out) if cfg.resume or cfg.overwrite else []:  # a swap the kill interrupted
+        log(f"{out}: {note}")
     for leftover in out.glob("*.tmp"):  # a model file, the log or the plot, written aside, never renamed
         if leftover.is_file():
             leftover.unlink()
     point = runs.read_resume_point(out) if cfg.resume else None
     if cfg.resume and point is None:
+        if (out / "model.safetensors").exists():
+            raise runs.RunError(f"{out} holds a model but no last/ checkpoint to continue from; pass --overwrite "
+                                f"to pretrain it again (the old one is kept until the new one's first "
+                                f"checkpoint), or another --out")
         log(f"--resume: {out} has no checkpoint yet: starting from the beginning")
         runs.clear_run(out)
     return point

@@ -162,6 +162,22 @@ def clear_run(out):
         (out / f).unlink(missing_ok=True)
 
 
+def set_aside(out):
+    """--overwrite, at the new run's first checkpoint: move the old run's files into OUT/.replaced,
+    from where drop_set_aside deletes them once that checkpoint exists (recover puts them back if
+    the process dies in between). Until then the old run is untouched: a new run that fails its
+    checks (a typo in --model, a bad tag) loses nothing."""
+    out, aside = Path(out), Path(out) / ".replaced"
+    aside.mkdir(exist_ok=True)
+    for name in [*CHECKPOINTS, *RUN_FILES]:
+        if (out / name).exists():
+            os.replace(out / name, aside / name)
+
+
+def drop_set_aside(out):
+    shutil.rmtree(Path(out) / ".replaced", ignore_errors=True)
+
+
 def recover(out):
     """Finish or undo what a killed run left half done; return what was done, for the log.
 
@@ -170,6 +186,17 @@ def recover(out):
     checkpoint that was never swapped in -> delete it (the epoch is trained again). The log is
     rewritten from the resumed state, so a half-written one needs no repair."""
     out, notes = Path(out), []
+    aside = out / ".replaced"
+    if aside.is_dir():  # killed while --overwrite replaced an old run: keep whichever is complete
+        if (out / "last").is_dir():
+            shutil.rmtree(aside)
+        else:
+            for name in os.listdir(aside):
+                if (out / name).is_dir():  # a new best/ swapped in before the kill
+                    shutil.rmtree(out / name)
+                os.replace(aside / name, out / name)
+            aside.rmdir()
+            notes.append("put back the run that --overwrite was replacing (killed before its first checkpoint)")
     for c in CHECKPOINTS:
         final, old, tmp = out / c, out / f"{c}.old", out / f"{c}.tmp"
         if old.exists() and not final.exists():

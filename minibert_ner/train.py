@@ -30,7 +30,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import hub, runs
 from .config import DEMO_VOCAB_SIZE, TINY_BERT, ConfigError, TrainConfig, check_config, run_info
-from .data import build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
+from .data import DataError, build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
 from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel
@@ -90,6 +90,8 @@ def build_model(cfg, folder, tok, labels, languages, log):
         log(f"no --model given: training a small RANDOMLY INITIALISED BERT ({shape['num_hidden_layers']} "
             f"layers, hidden {shape['hidden_size']}) with a {len(tok)}-piece vocabulary built from the "
             f"training sample. This demonstrates the pipeline; it is not mBERT, and its F1 is not the paper's.")
+    if cfg.max_len > bert.config.max_position_embeddings:
+        raise ConfigError(f"--max-len {cfg.max_len}: the model has {bert.config.max_position_embeddings} positions")
     if not -1 <= cfg.frz <= bert.num_layers:
         raise ConfigError(f"--frz {cfg.frz}: the model has {bert.num_layers} layers; use -1 ... {bert.num_layers}")
     model = NERModel(bert, labels, languages if "LI" in cfg.aux else None,
@@ -128,6 +130,9 @@ def prepare(cfg, log):
         for v in sets.values():
             check_labels(v, labels, strict=False)
     unlabeled = [s for lang, p in cfg.unlabeled for s in read_text(p, lang, cfg.encoding)]
+    for lang, path in cfg.unlabeled:  # the auxiliary batches cycle over this text: none would never end
+        if not any(s.source == str(path) for s in unlabeled):
+            raise DataError(f"{path}: no text in this --unlabeled file (expected one sentence per line)")
     languages = sorted({s.lang for s in train_sentences} | {s.lang for s in unlabeled})
     # a folder, or a hub id fetched once into the Hugging Face cache (hub.py)
     folder = hub.model_folder(cfg.model, cfg.revision or None, log) if cfg.model else None
@@ -278,13 +283,16 @@ def open_run_folder(cfg, rank, log):
                             f"delete it and start afresh, or another --out")
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
-        if cfg.overwrite:
-            runs.clear_run(out)
-        for note in runs.recover(out) if cfg.resume else []:
-            log(f"--resume: {note}")
+        # --overwrite deletes nothing yet: the old run is set aside only at the first checkpoint
+        for note in runs.recover(out) if cfg.resume or cfg.overwrite else []:
+            log(f"{out}: {note}")
     barrier()  # the other processes read the folder once rank 0 has tidied it
     point = runs.read_resume_point(out) if cfg.resume else None
     if cfg.resume and point is None:
+        if (out / "results.json").exists():
+            raise runs.RunError(f"{out} holds a finished run (results.json) but no last/ checkpoint to continue "
+                                f"from; pass --overwrite to train it again (the old run is kept until the new "
+                                f"one's first checkpoint), or another --out")
         log(f"--resume: {out} has no checkpoint yet (killed during its first epoch?): starting from the beginning")
         if rank == 0:
             runs.clear_run(out)
@@ -546,9 +554,12 @@ def end_of_epoch(model, run, state, cfg, device, dtype, cache, log, record):
         + (f" | selection ({'+'.join(targets)}) {selection * 100:.2f}" if pooled else "")
         + f" | {record['seconds']:.0f} s training")
     if rank_and_world()[0] == 0:
+        if cfg.overwrite and len(state.history) == 1:  # the first checkpoint of a run that replaces one
+            runs.set_aside(cfg.out)
         runs.save_epoch(cfg.out, model, run.tok, state.state_dict(), run_info(cfg),
                         is_best=state.best_epoch == state.epoch)
         runs.write_log(cfg.out, state.history, run.dev.keys())
+        runs.drop_set_aside(cfg.out)
     barrier()  # the others wait until rank 0 has written the checkpoint
 
 

