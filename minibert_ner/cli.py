@@ -17,6 +17,7 @@ from .hub import ModelNotFound
 from .runs import RunError
 from .tokenizer import VocabError
 from .config import ConfigError, TrainConfig
+from .model import BertConfigError
 from .weights import CheckpointError
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
@@ -30,17 +31,21 @@ PAPER_LETTER = dict(schedule="constant", warmup=0.0, weight_decay=0.0, clip=0.0,
 # Mistakes a user can make (a bad path, bad data, settings that do not fit, a diverging lr): one
 # line and exit status 2. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (DataError, CheckpointError, VocabError, RunError, ConfigError, ModelNotFound, FloatingPointError,
-               OSError)
+               BertConfigError, OSError)
 
 
-def run_command(body, debug=False):
+def run_command(body, debug=False, on_interrupt=""):
     """Run a command's body; a user error prints `error: ...` and returns 2, without a traceback
-    unless --debug or MINIBERT_DEBUG=1 asks for one. Warnings (a tag dev data has but training
+    unless --debug or MINIBERT_DEBUG=1 asks for one; Ctrl-C prints one line (with `on_interrupt`,
+    e.g. the command that continues the run) and returns 130. Warnings (a tag dev data has but training
     lacks, a suspicious encoding) print as one `warning: ...` line each while the command runs."""
     show = warnings.showwarning
     warnings.showwarning = lambda message, *rest: print(f"warning: {message}", file=sys.stderr)
     try:
         return body()
+    except KeyboardInterrupt:  # Ctrl-C: one line, and how to go on where that applies
+        print(f"\ninterrupted{'; ' + on_interrupt if on_interrupt else ''}", file=sys.stderr)
+        return 130
     except BrokenPipeError:  # the reader went away (`... | head`): nothing to report
         try:  # point stdout at /dev/null, so that Python's flush at exit cannot fail a second time
             out = sys.stdout.fileno()

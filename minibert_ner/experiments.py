@@ -624,7 +624,8 @@ def fertility_recipe(opts):
 def main(argv=None, train_fn=None):
     from .cli import run_command  # a bad path or option: one line and exit 2, as every command
     opts = parse_options(argv)
-    return run_command(lambda: run_recipe(opts, train_fn), opts.debug)
+    return run_command(lambda: run_recipe(opts, train_fn), opts.debug,
+                       on_interrupt="finished runs are kept: the same command continues where it stopped")
 
 
 def run_recipe(opts, train_fn=None):

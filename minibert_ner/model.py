@@ -24,6 +24,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
+class BertConfigError(ValueError):
+    """A config.json that describes no BERT (not JSON, a size that is no positive integer, heads that do
+    not divide the hidden size, an unknown activation); the message names the file and the field."""
+
+
 @dataclass
 class BertConfig:
     """Hyper-parameters of a BERT encoder. Defaults are bert-base-multilingual-cased's."""
@@ -46,18 +51,31 @@ class BertConfig:
     attn_implementation: str = "sdpa"
 
     def __post_init__(self):
+        sizes = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
+                 "max_position_embeddings", "type_vocab_size")
+        for name in sizes:  # bool is an int in Python; a size of True is no size
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < (0 if name == "num_hidden_layers" else 1):
+                raise BertConfigError(f"{name} {value!r} is not a positive integer")
+        if not isinstance(self.pad_token_id, int) or not 0 <= self.pad_token_id < self.vocab_size:
+            raise BertConfigError(f"pad_token_id {self.pad_token_id!r} is not an id below vocab_size {self.vocab_size}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "layer_norm_eps", "initializer_range"):
+            if not isinstance(getattr(self, name), (int, float)) or not 0 <= getattr(self, name) < 1:
+                raise BertConfigError(f"{name} {getattr(self, name)!r} is not a number from 0 to below 1")
         if self.hidden_size % self.num_attention_heads != 0:
-            raise ValueError(f"hidden_size {self.hidden_size} is not a multiple of "
-                             f"num_attention_heads {self.num_attention_heads}")
+            raise BertConfigError(f"hidden_size {self.hidden_size} is not a multiple of "
+                                  f"num_attention_heads {self.num_attention_heads}")
         if self.hidden_act not in ACTIVATIONS:
-            raise ValueError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
+            raise BertConfigError(f"hidden_act {self.hidden_act!r} is not one of {sorted(ACTIVATIONS)}")
         if self.attn_implementation not in ("sdpa", "eager"):
-            raise ValueError(f"attn_implementation must be 'sdpa' or 'eager', "
-                             f"not {self.attn_implementation!r}")
+            raise BertConfigError(f"attn_implementation must be 'sdpa' or 'eager', "
+                                  f"not {self.attn_implementation!r}")
 
     @classmethod
     def from_dict(cls, d):
         """Keep the keys we know, ignore the rest (HF configs carry dozens we do not use)."""
+        if not isinstance(d, dict):
+            raise BertConfigError(f"expected a JSON object of settings, not {type(d).__name__}")
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in known})
 
@@ -70,8 +88,13 @@ class BertConfig:
         except FileNotFoundError:
             raise FileNotFoundError(f"{path}: config file not found") from None
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
-        return cls.from_dict(d)
+            raise BertConfigError(f"{path}:{e.lineno}: not valid JSON ({e.msg})") from None
+        except UnicodeDecodeError as e:
+            raise BertConfigError(f"{path}: not UTF-8 text (byte {e.start})") from None
+        try:
+            return cls.from_dict(d)
+        except BertConfigError as e:
+            raise BertConfigError(f"{path}: {e}") from None
 
     def to_dict(self):
         return asdict(self)

@@ -88,6 +88,10 @@ class Tagger:
 
     def tag_words(self, sentences):
         """(tags, probabilities) per word for every list of words."""
+        if not isinstance(sentences, (list, tuple)) or not all(
+                isinstance(words, (list, tuple)) and all(isinstance(w, str) and w for w in words) for words in sentences):
+            raise TypeError(f"tag_words expects a list of sentences, each a list of words (non-empty str), "
+                            f"not {_describe(sentences)}")
         unlabeled = [Sentence(list(words), [], "xx") for words in sentences]
         windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap, skip_id=self.skip_id)
         preds = predict_windows(self.model, windows, self.tok.pad_token_id, self.device, torch.float32,
@@ -98,11 +102,23 @@ class Tagger:
 
     def __call__(self, text):
         """The entities of a text (a str), or of each text (a list of str)."""
+        if not isinstance(text, str) and not (isinstance(text, (list, tuple)) and all(isinstance(t, str) for t in text)):
+            hint = " (pre-split words go to tag_words)" if isinstance(text, (list, tuple)) and text and \
+                all(isinstance(t, (list, tuple)) for t in text) else ""
+            raise TypeError(f"a tagger takes a text (str) or a list of texts, not {_describe(text)}{hint}")
         texts = [text] if isinstance(text, str) else list(text)
         split = [self.tok.words_and_spans(t) for t in texts]
         tags, probabilities = self.tag_words([words for words, _ in split])
         found = [entities(t, words, spans, tg, pr) for t, (words, spans), tg, pr in zip(texts, split, tags, probabilities)]
         return found[0] if isinstance(text, str) else found
+
+
+def _describe(value):
+    """What a wrong argument is, briefly: `list holding NoneType`, `bytes`, ..."""
+    if isinstance(value, (list, tuple)):
+        kinds = sorted({type(v).__name__ for v in value})
+        return f"a {type(value).__name__} holding {', '.join(kinds) or 'nothing'}"
+    return type(value).__name__
 
 
 def entities(text, words, spans, tags, probabilities):

@@ -462,7 +462,7 @@ def main(argv=None):
     def body():
         pretrain(PretrainConfig(**dict(args, text=parse_files(args["text"], "text"))))
         return 0
-    return run_command(body, debug)
+    return run_command(body, debug, on_interrupt="the last checkpoint is kept: the same command with --resume continues")
 
 
 if __name__ == "__main__":

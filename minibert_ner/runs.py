@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from .heads import NERModel
-from .model import BertConfig
+from .model import BertConfig, BertConfigError
 from .tokenizer import says_lowercase
 from .unigram import load_tokenizer
 from .weights import check_vocab_size, load_bert, read_tensors, save_bert, save_safetensors
@@ -115,13 +115,39 @@ def load_weights_into(model, folder):
         if name in own and (not t.is_floating_point() or t.shape != own[name].shape):
             raise RunError(f"{folder}: {name} is {str(t.dtype)[6:]}{list(t.shape)}; expected floating-point "
                            f"data of shape {list(own[name].shape)}")
+        if name in own and not torch.isfinite(t.to(own[name].dtype)).all():  # F64 1e300 -> inf in fp32
+            raise RunError(f"{folder}: {name} holds values that are NaN or infinite in "
+                           f"{str(own[name].dtype)[6:]}; the checkpoint is damaged")
     model.load_state_dict({k: v for k, v in tensors.items() if k in own}, strict=False)
 
 
+def read_config(folder):
+    """A checkpoint folder's config.json as a dict; RunError naming the file when it is not one."""
+    path = Path(folder) / "config.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"{path}: not a readable JSON file ({error})") from None
+    if not isinstance(saved, dict):
+        raise RunError(f"{path}: expected a JSON object of settings, not {type(saved).__name__}")
+    return saved
+
+
 def checkpoint_labels(folder):
-    """The label list (id order) a checkpoint folder was trained with."""
-    saved = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
-    return [saved["id2label"][str(i)] for i in range(len(saved["id2label"]))]
+    """The label list (id order) a checkpoint folder was trained with: config.json's id2label, which
+    must number the labels 0, 1, ... and hold IOB tags ("O", "B-TYPE", "I-TYPE")."""
+    path, saved = Path(folder) / "config.json", read_config(folder)
+    id2label = saved.get("id2label")
+    if not isinstance(id2label, dict) or not id2label:
+        raise RunError(f"{path}: no id2label, so no NER head: a pretrained encoder, not a tagger (fine-tune it "
+                       f"first: python -m minibert_ner.train --model {Path(folder)} ...)")
+    if sorted(id2label) != sorted(str(i) for i in range(len(id2label))):
+        raise RunError(f"{path}: id2label's ids {sorted(id2label)} are not 0 ... {len(id2label) - 1}")
+    labels = [id2label[str(i)] for i in range(len(id2label))]
+    bad = [l for l in labels if not isinstance(l, str) or not (l == "O" or l[:2] in ("B-", "I-") and len(l) > 2)]
+    if bad:
+        raise RunError(f"{path}: id2label holds {bad[:3]}, not IOB tags (O, B-TYPE, I-TYPE)")
+    return labels
 
 
 def load_ner_model(folder, device="cpu"):
@@ -131,10 +157,15 @@ def load_ner_model(folder, device="cpu"):
         folder = folder / "best"
     if not (folder / "model.safetensors").is_file():
         raise RunError(f"{folder}: no model.safetensors; pass a run folder or a checkpoint folder")
-    saved = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    saved = read_config(folder)
     extra = saved.get("minibert_ner", {})
-    bert = load_bert(folder, config=BertConfig.from_dict(saved), verbose=False)
-    model = NERModel(bert, checkpoint_labels(folder))
+    labels = checkpoint_labels(folder)  # first: a pretrained encoder without a head fails clearly here
+    try:
+        config = BertConfig.from_dict(saved)
+    except BertConfigError as error:
+        raise RunError(f"{folder / 'config.json'}: {error}") from None
+    bert = load_bert(folder, config=config, verbose=False)
+    model = NERModel(bert, labels)
     load_weights_into(model, folder)
     tok = load_tokenizer(folder, lowercase=extra.get("lowercase", False))
     check_vocab_size(tok, bert.config, folder)  # a short vocab.txt would change tags silently
@@ -229,7 +260,10 @@ def save_epoch(out, model, tok, trainer_state, run_info, is_best):
     shutil.rmtree(tmp, ignore_errors=True)
     save_checkpoint(tmp, model, tok, {"train_config": run_info["config"]})  # how it was trained
     write_json(tmp / "run.json", run_info)
-    torch.save(trainer_state, tmp / "trainer_state.pt")
+    try:
+        torch.save(trainer_state, tmp / "trainer_state.pt")
+    except RuntimeError as error:  # torch's zip writer reports a full disk as a RuntimeError
+        raise OSError(f"{tmp / 'trainer_state.pt'}: could not be written ({error}); is the disk full?") from None
     if is_best:
         tmp_best = out / "best.tmp"
         shutil.rmtree(tmp_best, ignore_errors=True)
@@ -243,8 +277,19 @@ def read_resume_point(out):
     last = Path(out) / "last"
     if not (last / "trainer_state.pt").is_file():
         return None
-    info = json.loads((last / "run.json").read_text(encoding="utf-8"))
-    return info, torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+    damaged = f"the checkpoint in {last} is damaged; pass --overwrite to start the run again"
+    try:
+        info = json.loads((last / "run.json").read_text(encoding="utf-8"))
+        config, data = info["config"], info["data"]
+        if not isinstance(config, dict) or not isinstance(data, dict):
+            raise TypeError("config and data must be objects")
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as error:
+        raise RunError(f"{last / 'run.json'}: unreadable ({type(error).__name__}: {error}); {damaged}") from None
+    try:
+        state = torch.load(last / "trainer_state.pt", map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises RuntimeError, EOFError, pickle errors... for a cut file
+        raise RunError(f"{last / 'trainer_state.pt'}: unreadable ({type(error).__name__}); {damaged}") from None
+    return info, state
 
 
 def compare_runs(saved, now, allowed, folder):

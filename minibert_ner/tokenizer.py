@@ -50,8 +50,12 @@ def load_vocab(path):
     path = Path(path)
     if not path.is_file():
         raise VocabError(f"{path}: vocab file not found (expected a WordPiece vocab.txt, one token per line)")
-    with open(path, encoding="utf-8") as f:
-        tokens = [line.rstrip("\n") for line in f]
+    try:
+        with open(path, encoding="utf-8") as f:
+            tokens = [line.rstrip("\n") for line in f]
+    except UnicodeDecodeError as error:
+        line = path.read_bytes()[:error.start].count(b"\n") + 1
+        raise VocabError(f"{path}:{line}: not UTF-8 (byte {error.start}); vocab.txt files are UTF-8") from None
     vocab = {}
     for index, token in enumerate(tokens):
         if token in vocab:  # two ids for one string would make id -> token -> id lossy

@@ -608,7 +608,8 @@ def main(argv=None):
         shutdown()
         return 0
     args = build_parser().parse_args(argv)
-    return run_command(lambda: body(args), getattr(args, "debug", False))
+    return run_command(lambda: body(args), getattr(args, "debug", False),
+                       on_interrupt="the last finished epoch is kept: the same command with --resume continues")
 
 
 if __name__ == "__main__":

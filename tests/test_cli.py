@@ -113,3 +113,19 @@ def test_every_command_has_a_help_that_runs():
         done = subprocess.run([sys.executable, "-m", f"minibert_ner.{module}", "--help"], capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0 and "usage:" in done.stdout, (module, done.stderr[-2000:])
+
+
+def test_ctrl_c_is_one_line_with_the_way_to_continue(tmp_path):
+    """Ctrl-C used to print a 40-70 line KeyboardInterrupt trace and no hint to --resume."""
+    import signal
+    import time
+    argv = [sys.executable, "-m", "minibert_ner.train", *BASE[:-3], "--epochs", "50", "--out", str(tmp_path / "run")]
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "last").exists() and time.time() < deadline:  # at least one epoch kept
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("interrupted")
+    assert "--resume" in err.strip().splitlines()[-1]

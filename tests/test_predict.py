@@ -179,3 +179,54 @@ def test_a_model_trained_with_the_content_rule_is_read_at_the_same_pieces(tmp_pa
     pieces = tagger.tok.convert_ids_to_tokens(windows[0].input_ids)
     read_at = [p for p, scored in zip(pieces, windows[0].scored) if scored]
     assert "▁" in pieces and "▁" not in read_at and len(read_at) == len(words)
+
+
+@pytest.mark.parametrize("bad", [None, 3, b"Paris", ["Paris", None], [["Angela", "Merkel"]]])
+def test_the_python_api_refuses_what_is_no_text_in_one_sentence(runs, bad):
+    tagger = minibert_ner.load(runs["cased"])
+    with pytest.raises(TypeError, match="a tagger takes a text") as error:
+        tagger(bad)
+    assert "\n" not in str(error.value)
+    if bad == [["Angela", "Merkel"]]:
+        assert "tag_words" in str(error.value)
+    with pytest.raises(TypeError, match="tag_words expects"):
+        tagger.tag_words(["Angela Merkel"])
+
+
+@pytest.mark.parametrize("how", ["config not JSON", "config a list", "no id2label", "id2label with a gap",
+                                 "id2label not IOB", "heads do not divide", "unknown activation",
+                                 "a string hidden size", "F64 classifier bias 1e300", "Latin-1 vocab.txt"])
+def test_a_malformed_model_folder_is_one_line(runs, tmp_path, capsys, how):
+    """Each used to end in a traceback or, for the huge bias, in a model that silently tags nothing."""
+    import shutil
+    from minibert_ner.weights import read_tensors, save_safetensors
+    folder = tmp_path / "best"
+    shutil.copytree(runs["cased"] / "best", folder)
+    config = json.loads((folder / "config.json").read_text())
+    text = None
+    if how == "config not JSON":
+        text = "{not json"
+    elif how == "config a list":
+        text = "[1, 2]"
+    elif how == "no id2label":
+        del config["id2label"]
+    elif how == "id2label with a gap":
+        config["id2label"] = {"0": "O", "2": "B-PER"}
+    elif how == "id2label not IOB":
+        config["id2label"]["1"] = "PERSON"
+    elif how == "heads do not divide":
+        config["num_attention_heads"] = 3
+    elif how == "unknown activation":
+        config["hidden_act"] = "swishy"
+    elif how == "a string hidden size":
+        config["hidden_size"] = "32"
+    elif how == "F64 classifier bias 1e300":
+        tensors = read_tensors(folder / "model.safetensors")
+        tensors["classifier.bias"] = tensors["classifier.bias"].double() * 0 + 1e300
+        save_safetensors(tensors, folder / "model.safetensors")
+    else:
+        (folder / "vocab.txt").write_bytes((folder / "vocab.txt").read_bytes() + "Köln\n".encode("latin-1"))
+    (folder / "config.json").write_text(text if text is not None else json.dumps(config))
+    assert predict.main(["--model", str(folder), "Angela Merkel besuchte Paris ."]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
