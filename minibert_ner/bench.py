@@ -43,7 +43,8 @@ from .runs import minilm_folder, read_log, save_tokenizer, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
 from .unigram import UnigramTokenizer, load_tokenizer
-from .train import get_lr, keep_freed_memory, make_optimizer, native_bf16, prepare, train
+from .device import keep_freed_memory, native_bf16, resolve_device
+from .train import get_lr, make_optimizer, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
@@ -528,7 +529,7 @@ def run_config(ctx, name, **kw):
     a = ctx.args
     return TrainConfig(model=str(ctx.folder), train=[("en", str(ctx.paths["train"]))], batch_size=a.batch_size,
                        device=str(ctx.device), out=str(ctx.work / name), quiet=True, lowercase=ctx.lowercase,
-                       max_sentences=a.max_sentences, seed=a.seed, **kw)
+                       max_sentences=a.max_sentences, seed=a.seed, threads=a.threads, **kw)
 
 
 def peer_epoch(ctx, peer, windows):
@@ -834,7 +835,7 @@ def run(args):
     sections = SECTIONS if "all" in args.section else args.section
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as train() does; both sides of every comparison run in this process
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device)
+    device = resolve_device(args.device)
     has_peer = not args.no_peer and importlib.util.find_spec("transformers") is not None
     load = lambda: " ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
     load_before = load()

@@ -17,6 +17,7 @@ from .hub import ModelNotFound
 from .runs import RunError
 from .tokenizer import VocabError
 from .config import ConfigError, TrainConfig
+from .device import PrecisionError
 from .model import BertConfigError
 from .weights import CheckpointError
 
@@ -31,7 +32,7 @@ PAPER_LETTER = dict(schedule="constant", warmup=0.0, weight_decay=0.0, clip=0.0,
 # Mistakes a user can make (a bad path, bad data, settings that do not fit, a diverging lr): one
 # line and exit status 2. Anything else is a bug and keeps its traceback.
 USER_ERRORS = (DataError, CheckpointError, VocabError, RunError, ConfigError, ModelNotFound, FloatingPointError,
-               BertConfigError, OSError)
+               BertConfigError, PrecisionError, OSError)
 
 
 def run_command(body, debug=False, on_interrupt=""):

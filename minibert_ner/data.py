@@ -149,10 +149,11 @@ def split_columns(line: str) -> list[str]:
     return _COLUMN.findall(line)
 
 
-def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]:
+def read_conll(path, lang=None, encoding="utf-8", scheme=None, untagged=False) -> list[Sentence]:
     """Read a CoNLL-2002/2003 or WikiANN file: token first, NER tag last, blank line between sentences.
 
-    scheme=None keeps the tags as written; "IOB1" or "IOB2" converts every sentence.
+    scheme=None keeps the tags as written; "IOB1" or "IOB2" converts every sentence. untagged=True
+    also reads a file of one column, tokens only (text to tag): its sentences have tags == [].
     """
     path = Path(path)
     lang = lang or infer_lang(path)
@@ -184,17 +185,18 @@ def read_conll(path, lang=None, encoding="utf-8", scheme=None) -> list[Sentence]
         # means a token with a space in it, a missing tag, or two files glued together.
         if n_columns is None:
             n_columns = len(columns)
-            if n_columns < 2:
+            if n_columns < 2 and not untagged:
                 raise DataError(f"{path}:{number}: 1 column; expected at least 2 (token ... tag)")
         if len(columns) != n_columns:
             raise DataError(f"{path}:{number}: {len(columns)} column(s), expected {n_columns} like "
                             f"the first data line (token ... tag)")
-        if not _TAG.fullmatch(columns[-1]):
+        if n_columns > 1 and not _TAG.fullmatch(columns[-1]):
             raise DataError(f"{path}:{number}: bad tag {columns[-1]!r}; expected O, B-TYPE or I-TYPE")
         if not words:
             first_line = number
         words.append(columns[0])
-        tags.append(columns[-1])
+        if n_columns > 1:
+            tags.append(columns[-1])
     end_sentence()
     if not sentences:
         raise DataError(f"{path}:1: no sentences; expected lines 'token ... tag' separated by blank lines")
@@ -322,7 +324,18 @@ def read_text(path_or_lines, lang: str, encoding: str = "utf-8") -> list[Sentenc
 
 
 def write_conll(path, sentences: list[Sentence], predictions=None) -> None:
-    """Write `token gold [pred]` lines, a blank line after each sentence: the input conlleval reads."""
+    """Write `token gold [pred]` lines, a blank line after each sentence: the input conlleval reads.
+    Written aside and renamed: a full disk or a kill leaves an existing file as it was."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        _write_conll_lines(tmp, sentences, predictions)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_conll_lines(path, sentences, predictions):
     with open(path, "w", encoding="utf-8", newline="\n") as out:
         for index, sentence in enumerate(sentences):
             columns = [sentence.words] + ([sentence.tags] if sentence.tags else [])

@@ -16,13 +16,15 @@ import os
 import torch
 import torch.distributed as dist
 
+from .device import resolve_device
+
 
 def setup_distributed(device_name="auto"):
     """-> (rank, world_size, device). torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; alone it is (0, 1)."""
     cuda = device_name.startswith("cuda") or (device_name == "auto" and torch.cuda.is_available())
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
-        return 0, 1, torch.device(("cuda" if cuda else "cpu") if device_name == "auto" else device_name)
+        return 0, 1, resolve_device(device_name)
     if not dist.is_initialized():  # NCCL between GPUs, gloo between CPU processes
         dist.init_process_group("nccl" if cuda else "gloo")
     device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if cuda else torch.device("cpu")

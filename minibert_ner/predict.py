@@ -20,12 +20,15 @@ Left out: sentence splitting of long documents (one line = one input).
 import argparse
 import json
 import sys
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from .config import ConfigError
 from .data import DataError, Sentence, read_conll, write_conll
+from .device import keep_freed_memory, resolve_precision, set_threads
 from .distributed import gather_dicts, rank_and_world
 from .runs import load_ner_model
 from .scoring import get_chunks, score
@@ -33,11 +36,13 @@ from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 
 @torch.no_grad()
-def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval", scores=False):
+def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval", scores=False,
+                    *, progress=None):
     """Label id per position for every window, in the windows' order (with scores=True: pairs of
     (label id, its probability)). Under torchrun each process predicts every world_size-th window
     and the predictions are gathered, so each is made once. `cache`: a PrefixCache; with #frz >= 0
-    the frozen part then runs once per window and `name`."""
+    the frozen part then runs once per window and `name`. `progress(done, total)`: called after
+    each batch with the windows predicted so far."""
     model.eval()
     rank, world = rank_and_world()
     mine = list(range(rank, len(windows), world))
@@ -54,6 +59,8 @@ def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=Non
             n = len(windows[i].input_ids)
             out[i] = list(zip(label[b, :n].tolist(), probability[b, :n].tolist())) if scores \
                 else label[b, :n].tolist()
+        if progress is not None:
+            progress(len(out), len(mine))
     out = gather_dicts(out)
     return [out[i] for i in range(len(windows))]
 
@@ -80,9 +87,14 @@ class Entity:
 class Tagger:
     """A trained model ready to tag raw text or pre-split words; see the module docstring."""
 
-    def __init__(self, model, tok, max_len=64, overlap=8, device="cpu", batch_size=64, *, label_piece="first"):
+    def __init__(self, model, tok, max_len=64, overlap=8, device="cpu", batch_size=128, *, label_piece="first",
+                 precision="fp32"):
         self.model, self.tok = model.to(device).eval(), tok
         self.max_len, self.overlap, self.device, self.batch_size = max_len, overlap, torch.device(device), batch_size
+        # the precision the run evaluated in ('auto' resolved here as train resolved it), so that
+        # predict + evaluate give the counts of the run's own test report
+        self.precision, self.dtype = resolve_precision(precision, self.device)
+        self.progress = None  # e.g. a ProgressLine: told after every batch
         # the piece each word's tag is read from, as the model was trained (train --label-piece)
         self.skip_id = tok.metaspace_id if label_piece == "content" else None
 
@@ -94,8 +106,8 @@ class Tagger:
                             f"not {_describe(sentences)}")
         unlabeled = [Sentence(list(words), [], "xx") for words in sentences]
         windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap, skip_id=self.skip_id)
-        preds = predict_windows(self.model, windows, self.tok.pad_token_id, self.device, torch.float32,
-                                self.batch_size, scores=True)
+        preds = predict_windows(self.model, windows, self.tok.pad_token_id, self.device, self.dtype,
+                                self.batch_size, scores=True, progress=self.progress)
         merged = merge_predictions(windows, preds, unlabeled)
         return ([[self.model.labels[label] for label, _ in row] for row in merged],
                 [[p for _, p in row] for row in merged])
@@ -132,9 +144,10 @@ def entities(text, words, spans, tags, probabilities):
     return found
 
 
-def load(run_or_id, device="cpu"):
+def load(run_or_id, device="cpu", precision=None):
     """A Tagger from a run folder (its best/), a checkpoint folder, or a hub id of such a checkpoint.
-    The windows are the run's own (its max_len and overlap, read from the checkpoint's config)."""
+    The windows are the run's own (its max_len and overlap, read from the checkpoint's config), and
+    so is the precision unless given ('auto' resolves as in training: bf16 where native)."""
     from .hub import model_folder
     folder = Path(run_or_id)
     if not folder.exists():  # a hub id: downloaded once into the Hugging Face cache
@@ -143,7 +156,7 @@ def load(run_or_id, device="cpu"):
     trained = json.loads(((folder / "best" if (folder / "best").is_dir() else folder) / "config.json")
                          .read_text(encoding="utf-8")).get("minibert_ner", {}).get("train_config", {})
     return Tagger(model, tok, trained.get("max_len", 64), trained.get("overlap", 8), device,
-                  label_piece=trained.get("label_piece", "first"))
+                  label_piece=trained.get("label_piece", "first"), precision=precision or trained.get("precision", "fp32"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -165,12 +178,19 @@ def build_parser():
     p.add_argument("text", nargs="*", help="texts to tag; none: read one text per line from stdin")
     p.add_argument("--json", action="store_true", help="one JSON object per text: {text, entities: [{type, "
                    "text, start, end, word_start, word_end, score}]}, offsets end-exclusive")
-    p.add_argument("--conll", help="tag a CoNLL/WikiANN file instead; writes `token gold predicted` lines")
+    p.add_argument("--conll", help="tag a CoNLL/WikiANN file instead (or a file of one token per line, "
+                   "untagged); writes `token gold predicted` lines (`token predicted` for untagged input)")
     p.add_argument("--out", help="with --conll: output file (default: stdout)")
     p.add_argument("--encoding", default="utf-8", help="encoding of the --conll file")
     p.add_argument("--max-len", type=int, help="most pieces per window (default: the run's, 64)")
     p.add_argument("--overlap", type=int, help="pieces shared by consecutive windows (default: the run's, 8)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default: the run's own, so "
+                   "that predict + evaluate give the counts of its test report (auto: bf16 where native)")
+    p.add_argument("--batch-size", type=int, default=128, help="windows per forward pass (default 128, the "
+                   "training run's evaluation batch)")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: the cores idle right now; "
+                   "PyTorch's one per core stalls when another process holds one)")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
     return p
 
@@ -191,12 +211,36 @@ def read_stdin_lines():
     return lines
 
 
+class ProgressLine:
+    """A line on stderr every ~10 s while a long input is tagged: windows done, rate, ETA."""
+
+    def __init__(self, what):
+        self.what, self.start, self.last = what, time.time(), time.time()
+
+    def __call__(self, done, total):
+        now = time.time()
+        if now - self.last >= 10 or (done == total and now - self.start >= 10):
+            self.last, rate = now, done / max(now - self.start, 1e-9)
+            print(f"{self.what}: {done}/{total} windows, {rate:.0f}/s, ETA {(total - done) / max(rate, 1e-9):.0f} s",
+                  file=sys.stderr, flush=True)
+
+
 def tag(a):
     """The command: load the model, tag what was given, print it."""
-    tagger = load(a.model, a.device)
+    if a.batch_size < 1 or a.threads < 0:
+        raise ConfigError(f"--batch-size ({a.batch_size}) must be at least 1 and --threads ({a.threads}) not negative")
+    set_threads(a.threads)
+    keep_freed_memory()
+    tagger = load(a.model, a.device, a.precision)
     tagger.max_len, tagger.overlap = a.max_len or tagger.max_len, a.overlap or tagger.overlap
+    if not 0 <= tagger.overlap < tagger.max_len - 2 or tagger.max_len > tagger.model.bert.config.max_position_embeddings:
+        raise ConfigError(f"--max-len {tagger.max_len} / --overlap {tagger.overlap}: a window holds [CLS], [SEP] and at "
+                          f"least one new piece, and at most the model's {tagger.model.bert.config.max_position_embeddings} "
+                          f"positions")
+    tagger.batch_size = a.batch_size
     if a.conll:
-        sentences = read_conll(a.conll, lang="xx", encoding=a.encoding)
+        sentences = read_conll(a.conll, lang="xx", encoding=a.encoding, untagged=True)
+        tagger.progress = ProgressLine(a.conll)
         tags, _ = tagger.tag_words([s.words for s in sentences])
         if a.out:
             write_conll(a.out, sentences, tags)

@@ -44,8 +44,8 @@ from .heads import NERModel, cloze_loss, init_cloze_head
 from .model import BertConfig, BertModel
 from .tokenizer import WordPieceTokenizer, learn_vocab
 from .unigram import load_tokenizer
-from .train import (ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, keep_freed_memory, make_optimizer,
-                    resolve_precision)
+from .device import keep_freed_memory, resolve_device, resolve_precision, set_threads
+from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer
 from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
 from .windows import IGNORE_INDEX, cloze_mask
 
@@ -338,11 +338,10 @@ def pretrain(cfg):
     if cfg.head_only and not cfg.init_from:
         raise ConfigError("--head-only fits the MLM head of an existing model: name it with --from FOLDER_OR_ID")
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    set_threads(cfg.threads)
     keep_freed_memory()
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device)
-    precision, dtype = resolve_precision(TrainConfig(precision=cfg.precision), device)
+    device = resolve_device(cfg.device)
+    precision, dtype = resolve_precision(cfg.precision, device)
     out, files = Path(cfg.out), corpus.training_files(cfg.data)
     point = open_run(cfg, log)
     if point is not None:  # the schedule saved (given, or fitted to the first --minutes) stays

@@ -31,6 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import hub, runs
 from .config import DEMO_VOCAB_SIZE, TINY_BERT, ConfigError, TrainConfig, check_config, run_info
 from .data import DataError, build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
+from .device import keep_freed_memory, native_bf16, resolve_precision, set_threads
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
 from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel
@@ -197,50 +198,6 @@ def make_optimizer(model, cfg):
     device = next(model.parameters()).device.type
     fused = {"fused": True} if device in ("cpu", "cuda") else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=(0.9, 0.999), eps=1e-8, **fused)
-
-
-def native_bf16(device):
-    """Does the device compute bf16 natively (a GPU that has it; AVX512-BF16 or AMX on a CPU)?"""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:  # not Linux: say no, and fp32 it is
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def resolve_precision(cfg, device):
-    """'auto' -> bf16 where the device computes it natively, else fp16 on CUDA and fp32 on CPU. On
-    CPUs with bf16 matmuls the choice was measured: the fine-tuning bench gave bf16 the same test F1
-    as fp32 within the seed spread, over 3 seeds (README, Performance)."""
-    p = cfg.precision
-    if p == "auto":
-        p = "bf16" if native_bf16(device) else "fp16" if device.type == "cuda" else "fp32"
-    if p == "fp16" and device.type != "cuda":
-        raise ConfigError("fp16 needs CUDA (and a GradScaler); on CPU use --precision bf16 or fp32")
-    return p, {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[p]
-
-
-def keep_freed_memory():
-    """Let the C allocator keep the memory a training step frees, for the next step to reuse.
-
-    A CPU step allocates and frees the same large tensors every time (activations, the gradients,
-    the 47 MB word-embedding gradient of a 30k x 384 vocabulary). glibc's malloc hands blocks over
-    32 MB (and any free top of its heap) back to the kernel, so every step touches them afresh and
-    takes a page fault per 4 KB page: 35,000-50,000 a MiniLM step on this project's VM, where a
-    bf16 step took ~1,060 ms of wall time with them and ~600 ms without (README Performance). Why
-    not leave it to glibc: its own threshold rises only to 32 MB. With both raised, freed
-    memory stays in the process and is reused without faults; what is computed is unchanged, and
-    the process keeps its peak memory until it exits. glibc only (Linux); elsewhere a no-op.
-    Returns whether it took effect."""
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # None: the C library this process already runs on
-    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
-    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30) and mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
 class TrainerState:
@@ -443,9 +400,8 @@ def train(cfg):
     rank, world, device = setup_distributed(cfg.device)
     quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
-    precision, dtype = resolve_precision(cfg, device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    precision, dtype = resolve_precision(cfg.precision, device)
+    set_threads(cfg.threads)
     keep_freed_memory()
     point = open_run_folder(cfg, rank, log)
     if cfg.model and rank == 0:  # a hub id is downloaded by one process while the others wait

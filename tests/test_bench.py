@@ -11,7 +11,7 @@ import torch
 
 from minibert_ner.bench import Row, build_parser, main, print_table, run, train_flops
 from minibert_ner.model import BertConfig
-from minibert_ner.train import native_bf16
+from minibert_ner.device import native_bf16
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "en"
 HAS_PEER = importlib.util.find_spec("transformers") is not None

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import minibert_ner.device as device_module
 import minibert_ner.train as train_module
 from minibert_ner.cli import configs_from_argv
 from minibert_ner.data import read_conll
@@ -17,7 +18,8 @@ from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.runs import load_ner_model, read_log
 from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab
 from minibert_ner.predict import evaluate
-from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, resolve_precision, train
+from minibert_ner.device import resolve_precision
+from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, train
 from minibert_ner.weights import read_tensors
 from minibert_ner.windows import collate, encode_sentences
 
@@ -150,16 +152,15 @@ def test_bf16_autocast_on_cpu(tmp_path):
 
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, native):
-    import minibert_ner.train as train_module
-    monkeypatch.setattr(train_module, "native_bf16", lambda device: native)
-    assert resolve_precision(TrainConfig(), torch.device("cpu")) == \
+    monkeypatch.setattr(device_module, "native_bf16", lambda device: native)
+    assert resolve_precision("auto", torch.device("cpu")) == \
         (("bf16", torch.bfloat16) if native else ("fp32", torch.float32))
-    assert resolve_precision(TrainConfig(precision="fp32"), torch.device("cpu"))[0] == "fp32"  # asked: kept
+    assert resolve_precision("fp32", torch.device("cpu"))[0] == "fp32"  # asked: kept
 
 
 FRESH_TENSOR_FAULTS = """
 import resource, sys, torch
-from minibert_ner.train import keep_freed_memory
+from minibert_ner.train import keep_freed_memory  # as the commands run it: after the library is imported
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
 for _ in range(3):  # 64 MB, allocated and touched: the first rounds may fault the heap in
