@@ -473,3 +473,50 @@ def test_trim_vocab_changes_nothing_but_the_vocabulary(tmp_path, unigram_model):
     embeddings = "bert.embeddings.word_embeddings.weight"
     worst = max((a[k] - b[k]).abs().max().item() for k in a if k != embeddings)
     assert worst < 1e-5 and (a[embeddings][rows] - b[embeddings]).abs().max() < 1e-5
+
+
+@pytest.fixture
+def cpu_fp16(monkeypatch):
+    """fp16 autocast and a GradScaler on the CPU (only CUDA takes that path for real), with the
+    scaler's growth interval cut from 2,000 steps to 3 so that a test sees the scale grow back."""
+    monkeypatch.setattr(device_module, "ALLOW_CPU_FP16", True)
+    real = torch.amp.GradScaler
+    monkeypatch.setattr(torch.amp, "GradScaler", lambda device, enabled=True: real(device, enabled=enabled,
+                                                                                     growth_interval=3))
+
+
+def test_fp16_grad_scaler_skips_an_overflow_and_grows_back(tmp_path, cpu_fp16, monkeypatch):
+    """An inf in one step's gradients: that step changes no weight and halves the scale; three clean
+    steps later the scale has doubled again."""
+    scales, weights, step = [], [], {"n": 0}
+    cfg = config(tmp_path, precision="fp16", epochs=1, max_sentences=80, test=[])
+    original_train_step = train_module.train_step
+
+    def observed_train_step(net, model, run, batch_index, cfg, state, *rest):
+        step["n"] += 1
+        if step["n"] == 3:  # poison this step's gradients: the scaler must find the inf and skip
+            hook = model.classifier.weight.register_hook(lambda g: g * float("inf"))
+        before = model.classifier.weight.detach().clone()
+        loss = original_train_step(net, model, run, batch_index, cfg, state, *rest)
+        if step["n"] == 3:
+            hook.remove()
+        weights.append(torch.equal(before, model.classifier.weight.detach()))
+        scales.append(state.scaler.get_scale())
+        return loss
+    monkeypatch.setattr(train_module, "train_step", observed_train_step)
+    train(cfg)
+    assert weights[2] and not any(weights[:2]) and not weights[3]  # step 3 skipped, the others stepped
+    assert scales[2] == scales[1] / 2  # the overflow halved the scale
+    assert scales[5] == scales[2] * 2  # three clean steps: it grew back
+
+
+def test_fp16_scaler_state_survives_resume_bit_for_bit(tmp_path, cpu_fp16):
+    full = config(tmp_path / "a", precision="fp16", epochs=3)
+    train(full)
+    part = config(tmp_path / "b", precision="fp16", epochs=3, stop_after=1)
+    train(part)
+    train(replace(part, stop_after=0, resume=True))
+    a, b = final_weights(full.out), final_weights(part.out)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    state = lambda c: torch.load(Path(c.out) / "last/trainer_state.pt", weights_only=True)["scaler"]
+    assert state(full) == state(part) and state(full)["scale"] > 0
