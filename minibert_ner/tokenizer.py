@@ -201,7 +201,34 @@ def align_words(n_words, encoding, unk_id):
     return ids, word_ids
 
 
-class WordPieceTokenizer:
+class PieceEncoder:
+    """What WordPiece and Unigram (unigram.py) share once their `tokenizers` pipeline (`fast`) and
+    their vocabulary (`vocab`: piece -> id, `inv_vocab`: id -> piece, `unk_token_id`) exist: the
+    encoding of pre-split words that training uses, and ids <-> pieces."""
+
+    def tokenize_fast(self, text):
+        """Same pieces as `tokenize`, from the Rust implementation."""
+        return self.fast.encode(text, add_special_tokens=False).tokens
+
+    def encode_words(self, words):
+        """Pre-split words -> (piece ids, word index of each piece). No [CLS]/[SEP] (<s>, </s>)."""
+        encoding = self.fast.encode(list(words), is_pretokenized=True, add_special_tokens=False)
+        return align_words(len(words), encoding, self.unk_token_id)
+
+    def encode_batch_words(self, sentences):
+        """`encode_words` for many sentences at once (tokenizers runs the batch in parallel)."""
+        sentences = [list(words) for words in sentences]
+        encodings = self.fast.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
+        return [align_words(len(words), e, self.unk_token_id) for words, e in zip(sentences, encodings)]
+
+    def convert_tokens_to_ids(self, tokens):
+        return [self.vocab.get(token, self.unk_token_id) for token in tokens]
+
+    def convert_ids_to_tokens(self, ids):
+        return [self.inv_vocab[i] for i in ids]
+
+
+class WordPieceTokenizer(PieceEncoder):
     """BERT's tokenizer: from-scratch `tokenize`, and `tokenize_fast`/`encode_words` through `tokenizers`."""
 
     vocab_file = "vocab.txt"  # what a model folder stores it in
@@ -353,26 +380,6 @@ class WordPieceTokenizer:
             self._fast = fast
         return self._fast
 
-    def tokenize_fast(self, text):
-        """Same pieces as `tokenize`, from the Rust implementation."""
-        return self.fast.encode(text, add_special_tokens=False).tokens
-
-    def encode_words(self, words):
-        """Pre-split words -> (piece ids, word index of each piece). No [CLS]/[SEP]."""
-        encoding = self.fast.encode(list(words), is_pretokenized=True, add_special_tokens=False)
-        return align_words(len(words), encoding, self.unk_token_id)
-
-    def encode_batch_words(self, sentences):
-        """`encode_words` for many sentences at once (tokenizers runs the batch in parallel)."""
-        sentences = [list(words) for words in sentences]
-        encodings = self.fast.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
-        return [align_words(len(words), e, self.unk_token_id) for words, e in zip(sentences, encodings)]
-
-    def convert_tokens_to_ids(self, tokens):
-        return [self.vocab.get(token, self.unk_token_id) for token in tokens]
-
-    def convert_ids_to_tokens(self, ids):
-        return [self.inv_vocab[i] for i in ids]
 
 
 def learn_vocab(words, vocab_size):

@@ -29,8 +29,8 @@ emoji ZWJ sequences after a mapped character, are left out: tests/test_unigram.p
 A hub tokenizer.json whose table also has multi-character keys (XLM-R's own) is normalised
 through `tokenizers`' Precompiled normaliser; pre-tokenization and Viterbi stay ours.
 
-`tokenize` is the from-scratch path; `encode_words` / `encode_batch_words` go through
-`tokenizers` (Rust) and give the same ids, which training uses. The tests check this on every
+`tokenize` is the from-scratch path; `encode_words` / `encode_batch_words` (tokenizer.PieceEncoder,
+shared with WordPiece) go through `tokenizers` (Rust) and give the same ids, which training uses. The tests check this on every
 word of every corpus we have. Same interface as WordPieceTokenizer: special ids, `encode_words`,
 `decode`, `from_pretrained`. Left out: training a Unigram vocabulary, byte fallback, sampling
 (subword regularisation), sentence pairs.
@@ -43,7 +43,7 @@ from pathlib import Path
 
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers
 
-from .tokenizer import VocabError, WordPieceTokenizer, align_words, says_lowercase, split_words
+from .tokenizer import PieceEncoder, VocabError, WordPieceTokenizer, says_lowercase, split_words
 
 METASPACE = "\u2581"  # "▁": SentencePiece's visible stand-in for a space
 # XLM-R's five special pieces, by role. Their ids come from the vocabulary, never assumed.
@@ -171,7 +171,7 @@ def combines(previous, char):
 # ---------------------------------------------------------------------------------------------
 
 
-class UnigramTokenizer:
+class UnigramTokenizer(PieceEncoder):
     """XLM-R's tokenizer: from-scratch `tokenize`, and `encode_words` through `tokenizers`."""
 
     vocab_file = "tokenizer.json"  # what a model folder stores it in
@@ -377,21 +377,6 @@ class UnigramTokenizer:
             self._fast = fast
         return self._fast
 
-    def tokenize_fast(self, text):
-        """Same pieces as `tokenize`, from the Rust implementation."""
-        return self.fast.encode(text, add_special_tokens=False).tokens
-
-    def encode_words(self, words):
-        """Pre-split words -> (piece ids, word index of each piece). No <s>/</s>."""
-        encoding = self.fast.encode(list(words), is_pretokenized=True, add_special_tokens=False)
-        return align_words(len(words), encoding, self.unk_token_id)
-
-    def encode_batch_words(self, sentences):
-        """`encode_words` for many sentences at once (tokenizers runs the batch in parallel)."""
-        sentences = [list(words) for words in sentences]
-        encodings = self.fast.encode_batch(sentences, is_pretokenized=True, add_special_tokens=False)
-        return [align_words(len(words), e, self.unk_token_id) for words, e in zip(sentences, encodings)]
-
     def words_and_spans(self, text):
         """Words of a raw text, as CoNLL splits them (spaces, punctuation, CJK characters: the
         split BERT's basic tokenizer makes, without its lowercasing), and their character spans."""
@@ -403,12 +388,6 @@ class UnigramTokenizer:
         specials = set(SPECIAL_TOKENS.values())
         text = "".join(p for p in self.convert_ids_to_tokens(ids) if p not in specials)
         return text.replace(METASPACE, " ").lstrip(" ")
-
-    def convert_tokens_to_ids(self, tokens):
-        return [self.vocab.get(token, self.unk_token_id) for token in tokens]
-
-    def convert_ids_to_tokens(self, ids):
-        return [self.inv_vocab[i] for i in ids]
 
 
 def load_tokenizer(folder, lowercase=False):

