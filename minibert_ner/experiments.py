@@ -55,7 +55,7 @@ from .data import CONLL_FILES, read_conll, shared_data_dir
 from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
 from . import runs as runs_module
 from .runs import minilm_folder
-from .config import TINY_BERT
+from .config import RUN_CONTROL, TINY_BERT
 from .train import train
 
 ONTONOTES = ["en", "ar", "zh"]        # Table 2's columns
@@ -322,7 +322,8 @@ def run_argv(run, opts):
     out = Path(opts.out) / run.name
     if len(opts.seeds) == 1:  # train writes one seed into --out itself, several into --out/seed-N
         out = out / f"seed-{opts.seeds[0]}"  # a recipe keeps seed-N, so --seeds 2 meets the seed-2 run
-    return argv + run.argv + ["--out", str(out), "--seed", *map(str, opts.seeds)]
+    threads = ["--threads", str(opts.threads)] if opts.threads else []  # how it runs, not what: not compared
+    return argv + run.argv + threads + ["--out", str(out), "--seed", *map(str, opts.seeds)]
 
 
 def train_or_resume(cfg, train_fn):
@@ -335,9 +336,9 @@ def train_or_resume(cfg, train_fn):
         earlier = sum(e["seconds"] for e in runs_module.read_log(cfg.out)) if logged.exists() else 0
         try:
             return dict(train_fn(replace(cfg, resume=True)), seconds=round(time.time() - t0 + earlier, 1))
-        except runs_module.RunError as error:
+        except runs_module.RunError as error:  # --overwrite keeps the old run until the new one's first checkpoint
             print(f"{cfg.out}: not resumable ({str(error).splitlines()[0]}); training it again", file=sys.stderr)
-            shutil.rmtree(cfg.out)
+            return dict(train_fn(replace(cfg, overwrite=True)), seconds=round(time.time() - t0, 1))
     return dict(train_fn(cfg), seconds=round(time.time() - t0, 1))
 
 
@@ -362,13 +363,22 @@ def weights_sha256(model, out=None):
     return digest.hexdigest()
 
 
+DATA_FIELDS = ("train", "dev", "test", "unlabeled")  # [[lang, path], ...]: the same files however spelt
+
+
+def same_files(pairs):
+    """[[lang, path]] with every path resolved: ../shared/data/x and /work/shared/data/x are one file."""
+    return [[lang, str(Path(path).resolve())] for lang, path in pairs]
+
+
 def finished(cfg, sha):
     """(results.json's record, "") for a seed finished with this very config (sizes, lr, ...) and these
     weights; ({}, "") for one not trained yet; ({}, why) for one trained otherwise."""
     done, config = Path(cfg.out) / "results.json", json.loads(json.dumps(asdict(cfg), default=str))
     record = json.loads(done.read_text()) if done.exists() else {}
     stored = record.get("config", config)  # fields added to TrainConfig later are not a change
-    if any(stored[k] != v for k, v in config.items() if k in stored):
+    if any(same_files(stored[k]) != same_files(v) if k in DATA_FIELDS else stored[k] != v
+           for k, v in config.items() if k in stored and k not in RUN_CONTROL):
         return {}, "trained with other settings"
     if record.get("model_sha256", sha) != sha:  # runs from before the checksum was kept count
         return {}, f"trained from other weights in {cfg.model}"
@@ -554,6 +564,8 @@ def build_parser():
     p.add_argument("--dry-run", action="store_true", help="print the train command lines, train nothing")
     p.add_argument("--debug", action="store_true", help="show the Python traceback of an error (or MINIBERT_DEBUG=1)")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep RUN/best and RUN/last")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads of each run (default 0: the cores idle "
+                   "when it starts); 1 with two processes of the same command, one per core")
     p.add_argument("--minutes", type=float, default=0, help="stop (at an epoch's end) once this many minutes "
                    "are used; the same command later continues where it stopped. Default 0: no limit")
     g = p.add_argument_group("a part of the recipe (to run it in pieces)")

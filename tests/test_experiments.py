@@ -197,8 +197,10 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     assert len(merged["commands"]) == 2 and merged["train_minutes"] == summary["train_minutes"]
     # ... unless a setting changed: then the runs are trained again, not silently reused
     retrained = []
-    experiments.main(argv[:-1] + ["2e-3"], train_fn=lambda cfg: retrained.append(cfg.lr) or tiny_train(cfg))
-    assert retrained == [2e-3] * 4
+    # (a finished run does not resume: the attempt fails at once, then the seed trains with --overwrite)
+    experiments.main(argv[:-1] + ["2e-3"], train_fn=lambda cfg: tiny_train(cfg) if cfg.resume else
+                     retrained.append((cfg.lr, cfg.overwrite)) or tiny_train(cfg))
+    assert retrained == [(2e-3, True)] * 4
     # and the summary of the old setting is replaced, not mixed with the new one
     assert f"{tmp_path / 'results' / 'freeze-small.json'}: written anew" in capsys.readouterr().err
     fresh = json.loads((tmp_path / "results" / "freeze-small.json").read_text())
