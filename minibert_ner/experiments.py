@@ -670,14 +670,23 @@ def run_recipe(opts, train_fn=None):
             sha = weights_sha256(opts.model, opts.out) if local and not (absent or missing) else None
         except hub.ModelNotFound:
             sha = None
-        for run, argv in zip(runs, commands):
+        seconds, left = [], 0
+        for i, (run, argv) in enumerate(zip(runs, commands)):
             cfgs = [] if absent or missing else configs_from_argv(argv)  # it checks the files are there
-            seeds = [] if sha is None else [cfg.seed for cfg in cfgs if finished(cfg, sha)[0]]
+            records = {} if sha is None else {cfg.seed: finished(cfg, sha)[0] for cfg in cfgs}
+            seeds = [seed for seed, record in records.items() if record]
+            seconds += [record["seconds"] for record in records.values() if record.get("seconds")]
+            left += len(opts.seeds) - len(seeds)
             holders = [(cfg.seed, trained_by(cfg.out)) for cfg in cfgs]
             going = [f"{seed} (process {pid})" for seed, pid in holders if pid]
-            status = (f"  # finished: seed {' '.join(map(str, seeds))}" if seeds else "") + \
-                (f"  # in training: seed {', '.join(going)}" if going else "")
-            print("python -m minibert_ner.train " + shlex.join(argv) + status)
+            status = (f"; finished: seed {' '.join(map(str, seeds))}" if seeds else "") + \
+                (f"; in training: seed {', '.join(going)}" if going else "")
+            print(f"# [{i + 1}/{len(runs)}] {run.row} ({run.name}){status}")
+            print("python -m minibert_ner.train " + shlex.join(argv))
+        per_seed = sum(seconds) / len(seconds) / 60 if seconds else None
+        print(f"# {len(runs) * len(opts.seeds) - left} of {len(runs) * len(opts.seeds)} seeds finished, {left} left"
+              + (f": ~{left * per_seed / 60:.1f} core-hours at the {per_seed:.1f} minutes a seed took so far"
+                 if per_seed and left else ""))
         return 0
     t0 = time.time()
     sha = weights_sha256(opts.model, opts.out)

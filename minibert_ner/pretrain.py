@@ -348,7 +348,7 @@ def pretrain(cfg):
         cfg = replace(cfg, **{k: getattr(cfg, k) or point[0]["config"][k] for k in ("steps", "eval_every")})
     info = run_info(cfg, files)
     if point is not None:
-        runs.compare_runs(point[0], info, [], out)
+        runs.compare_runs(point[0], info, None, out)  # pretrain has no --allow-change
     torch.manual_seed(cfg.seed)  # the initial weights
     # a resumed run reads its weights as `train --model` would: last/ is a BertForMaskedLM folder too
     folder = out / "last" if point else hub.model_folder(cfg.init_from, None, log) if cfg.init_from else None

@@ -253,12 +253,21 @@ def _swap_in(tmp, final):
         shutil.rmtree(old)
 
 
+def portable(config):
+    """A run's settings as a checkpoint that travels (the hub, a colleague) should carry them: data
+    files and a local model folder by name only, not this machine's paths (run.json keeps those)."""
+    names = {k: [[lang, Path(path).name] for lang, path in config[k]] for k in ("train", "dev", "test", "unlabeled")
+             if k in config}
+    model = config.get("model", "")
+    return {**config, **names, "model": Path(model).name if model and Path(model).exists() else model}
+
+
 def save_epoch(out, model, tok, trainer_state, run_info, is_best):
     """RUN/last (model + trainer state + run.json) and, for a new best epoch, RUN/best."""
     out = Path(out)
     tmp = out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(tmp, model, tok, {"train_config": run_info["config"]})  # how it was trained
+    save_checkpoint(tmp, model, tok, {"train_config": portable(run_info["config"])})  # how it was trained
     write_json(tmp / "run.json", run_info)
     try:
         torch.save(trainer_state, tmp / "trainer_state.pt")
@@ -296,7 +305,11 @@ def compare_runs(saved, now, allowed, folder):
     """Refuse to resume a run with other settings or other data, naming every difference.
 
     `saved`/`now`: run.json dicts ({"config": ..., "data": {path: fingerprint}}); `allowed`: the
-    config fields --allow-change lets differ (e.g. epochs)."""
+    config fields --allow-change lets differ (e.g. epochs), None for a command without that option."""
+    hint = ("Run the saved command, or pass --allow-change FIELD... (e.g. epochs; 'data' for other data files) "
+            "to change them on purpose, or --overwrite to start afresh." if allowed is not None else
+            "Run the saved command, or pass --overwrite to start afresh.")
+    allowed = allowed or []
     diffs = [f"{k}: saved {saved['config'].get(k)!r}, now {v!r}" for k, v in now["config"].items()
              if saved["config"].get(k) != v and k not in allowed]
     if "data" not in allowed:
@@ -307,8 +320,7 @@ def compare_runs(saved, now, allowed, folder):
                 diffs.append(f"data file {path}: saved {describe(a)}, now {describe(b)}")
     if diffs:
         raise RunError(f"{folder}: --resume with other settings than the saved run:\n  " + "\n  ".join(diffs)
-                       + "\nRun the saved command, or pass --allow-change FIELD... (e.g. epochs; 'data' for "
-                         "other data files) to change them on purpose, or --overwrite to start afresh.")
+                       + "\n" + hint)
 
 
 # ---------------------------------------------------------------------------------------------

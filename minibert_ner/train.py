@@ -541,12 +541,14 @@ def report_seeds(results):
     """Mean ± sd over seeds of best dev F1 and of test F1 per language, as a small table."""
     import statistics
 
-    def cell(values):
+    def cell(values):  # one seed has no spread to show
         values = [v * 100 for v in values]
-        sd = statistics.stdev(values) if len(values) > 1 else 0.0
-        return f"{statistics.mean(values):6.2f} ± {sd:4.2f}"
+        if len(values) == 1:
+            return f"{values[0]:6.2f}"
+        return f"{statistics.mean(values):6.2f} ± {statistics.stdev(values):4.2f}"
     langs = sorted({l for r in results for l in r["test"]})
-    lines = [f"over {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}):"]
+    lines = [f"over {len(results)} seeds ({', '.join(str(r['seed']) for r in results)}):" if len(results) > 1
+             else f"seed {results[0]['seed']}:"]
     if all(r["best_dev_f1"] is not None for r in results):
         lines.append(f"  best dev F1 (selection)  {cell([r['best_dev_f1'] for r in results])}")
     lines += [f"  test F1 {l:<16} {cell([r['test'][l] for r in results])}" for l in langs]

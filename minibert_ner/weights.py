@@ -229,6 +229,9 @@ def save_safetensors(tensors, path, metadata=None):
         clean[k] = t.clone() if ptr in seen else t
         seen.add(ptr)
     save_file(clean, str(tmp), metadata={"format": "pt", **(metadata or {})})
+    umask = os.umask(0)  # safetensors writes 0600; the rest of a model folder is 0666 minus the umask
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     os.replace(tmp, path)
 
 

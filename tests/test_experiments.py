@@ -150,15 +150,17 @@ def test_dry_run_lists_every_command_with_its_precision_and_trains_nothing(tmp_p
         raise AssertionError("a dry run must not train")
     argv = [name, "--dry-run", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path / "runs")]
     assert experiments.main(argv, train_fn=refuse) == 0
-    header, *lines = capsys.readouterr().out.strip().splitlines()
+    header, *rest = capsys.readouterr().out.strip().splitlines()
+    lines = [line for line in rest if not line.startswith("#")]  # the commands, each after a line naming its row
     assert header.startswith(f"# {experiments.ALIASES.get(name, name)}: {len(lines)} runs x 2 seeds, precision fp32")
     assert lines and all(l.startswith("python -m minibert_ner.train ") and "--precision fp32" in l for l in lines)
+    assert len(rest) == 2 * len(lines) + 1 and rest[-1].endswith(f"0 of {2 * len(lines)} seeds finished, {2 * len(lines)} left")
 
 
 def test_dry_run_of_the_demo_bert_caps_the_sweep_at_its_layers(tmp_path, capsys):
     experiments.main(["freeze", "--dry-run", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path),
                       "--targets", "en"])
-    lines = capsys.readouterr().out.strip().splitlines()[1:]
+    lines = [line for line in capsys.readouterr().out.strip().splitlines() if not line.startswith("#")]
     # the random demo BERT has 2 layers: -1 0 1 3 5 7 9 11 12 of 12 become -1 0 1 2
     assert len(lines) == 4 and "--frz 2" in lines[3] and "--target en" in lines[0] and "--seed 1 2" in lines[0]
 
@@ -222,7 +224,8 @@ def test_ontonotes_recipe_says_what_is_missing(tmp_path, capsys):
     # a dry run says the same, then lists the commands anyway
     assert experiments.main(base + ["--ontonotes", str(tmp_path / "conll-2012"), "--dry-run"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0].startswith("# ontonotes: 9 runs") and "--target ar" in out[-2]
+    commands = [line for line in out if line.startswith("python")]
+    assert out[0].startswith("# ontonotes: 9 runs") and "--target ar" in commands[-2]
     assert not (tmp_path / "runs").exists()  # nothing to convert yet, so nothing written
 
 
@@ -340,7 +343,7 @@ def test_two_processes_on_one_recipe_share_its_seeds(tmp_path, capsys):
         # a dry run says so, and leaves no trace (no lock file for the seed no one trains)
         experiments.main(["table1", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path),
                           "--targets", "en", "--rows", "SL", "--dry-run"])
-        assert capsys.readouterr().out.rstrip().endswith(f"--seed 1 2  # in training: seed 1 (process {other.pid})")
+        assert f"(sl-en); in training: seed 1 (process {other.pid})" in capsys.readouterr().out
         assert not (Path(seed2.out).parent / ".seed-2.lock").exists()
         results = experiments.train_runs(runs, opts, fake_train, sha="")
     finally:
@@ -412,5 +415,8 @@ def test_saved_runs_are_reprinted_without_the_model_folder(tmp_path, capsys):
     assert capsys.readouterr().out.splitlines()[:8] == printed.splitlines()[:8]
     # a dry run says which seeds of each command are finished (here: all; a new seed: none)
     assert experiments.main(argv + ["3", "--dry-run"]) == 0
-    commands = capsys.readouterr().out.splitlines()[1:]
-    assert len(commands) == 3 and all(c.endswith("--seed 1 2 3  # finished: seed 1 2") for c in commands)
+    out = capsys.readouterr().out.splitlines()
+    commands, rows = [l for l in out if l.startswith("python")], [l for l in out[1:-1] if l.startswith("#")]
+    assert len(commands) == 3 and all(c.endswith("--seed 1 2 3") for c in commands)
+    assert len(rows) == 3 and all(r.endswith("; finished: seed 1 2") for r in rows)
+    assert out[-1].startswith("# 6 of 9 seeds finished, 3 left")

@@ -520,3 +520,18 @@ def test_fp16_scaler_state_survives_resume_bit_for_bit(tmp_path, cpu_fp16):
     assert all(torch.equal(a[k], b[k]) for k in a)
     state = lambda c: torch.load(Path(c.out) / "last/trainer_state.pt", weights_only=True)["scaler"]
     assert state(full) == state(part) and state(full)["scale"] > 0
+
+
+def test_a_single_seed_report_shows_no_spread(tmp_path, capsys):
+    from minibert_ner.train import report_seeds
+    text = report_seeds([dict(seed=3, best_dev_f1=0.5, test={"en": 0.25})])
+    assert text.startswith("seed 3:") and "±" not in text and "25.00" in text
+
+
+def test_a_checkpoint_names_its_data_files_without_this_machines_paths(tmp_path):
+    """config.json travels with the model (the hub, a colleague); run.json, which --resume reads, keeps the paths."""
+    cfg = config(tmp_path, epochs=1, test=[])
+    train(cfg)
+    saved = json.loads((Path(cfg.out) / "best" / "config.json").read_text())["minibert_ner"]["train_config"]
+    assert saved["train"] == [["en", "train.txt"], ["de", "train.txt"]] and str(SAMPLE) not in json.dumps(saved)
+    assert str(SAMPLE) in (Path(cfg.out) / "last" / "run.json").read_text()
