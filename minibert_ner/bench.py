@@ -132,10 +132,10 @@ def trimmed_copy(folder, tok, sentences, out):
     """A copy of the model folder keeping only the pieces `sentences` use (train --trim-vocab), and its tokenizer."""
     used = {i for ids, _ in tok.encode_batch_words([s.words for s in sentences]) for i in ids}
     small, keep = tok.keep_only(used)
-    model = NERModel(load_bert(folder, verbose=False), ["O"])
-    model.keep_vocabulary_rows(keep, small.pad_token_id)
-    save_bert(model.bert, out)
-    save_tokenizer(out, small, model.bert.config.max_position_embeddings)
+    config = replace(BertConfig.from_json(Path(folder) / "config.json"), pad_token_id=small.pad_token_id)
+    bert = load_bert(folder, config=config, verbose=False, rows=keep)
+    save_bert(bert, out)
+    save_tokenizer(out, small, bert.config.max_position_embeddings)
     return out, small
 
 

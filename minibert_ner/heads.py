@@ -69,20 +69,6 @@ class NERModel(nn.Module):
         self.frz = -1
         self.freeze(frz)
 
-    def keep_vocabulary_rows(self, keep, pad_token_id):
-        """Shrink the vocabulary to the rows `keep` (old ids, in their new order; --trim-vocab): the
-        word embeddings and the cloze head's output bias. Freezing is applied again to the new tensors."""
-        index = torch.tensor(keep)
-        rows = self.bert.embeddings.word_embeddings.weight.detach().index_select(0, index)
-        # from_pretrained: no random initialisation, so the run's random numbers stay those of an untrimmed run
-        self.bert.embeddings.word_embeddings = nn.Embedding.from_pretrained(rows, freeze=False,
-                                                                            padding_idx=pad_token_id)
-        self.bert.config.vocab_size, self.bert.config.pad_token_id = len(keep), pad_token_id
-        if self.cls is not None:  # the decoder is the embedding matrix itself; its bias shrinks with it
-            head = self.cls.predictions
-            head.bias = nn.Parameter(head.bias.detach().index_select(0, index))
-        self.freeze(self.frz)
-
     # -- freezing -----------------------------------------------------------------------------
 
     def frozen_modules(self):

@@ -125,6 +125,24 @@ def read_into(f, name, entry, data_start, out):
     check_finite(f.name, name, out)
 
 
+def read_rows_into(f, name, entry, data_start, rows, out):
+    """Read rows `rows` (sorted ids) of a 2-D tensor into `out` (len(rows) x its width, same dtype),
+    one read per run of consecutive ids, so the whole tensor is never in memory (--trim-vocab keeps
+    ~20,000 of multilingual-e5-small's 250,037 embedding rows)."""
+    row_bytes = out[0].numel() * out.element_size()
+    buf = out.view(-1).view(torch.uint8).numpy()
+    start = 0
+    while start < len(rows):
+        end = start + 1
+        while end < len(rows) and rows[end] == rows[end - 1] + 1:
+            end += 1
+        f.seek(data_start + entry["data_offsets"][0] + rows[start] * row_bytes)
+        if f.readinto(buf[start * row_bytes:end * row_bytes]) != (end - start) * row_bytes:
+            raise CheckpointError(f"{f.name}: tensor {name!r}: unexpected end of file; download it again")
+        start = end
+    check_finite(f.name, name, out)
+
+
 def check_finite(path, name, t):
     """Refuse NaN or inf in a floating-point tensor, naming the file, the tensor and the count."""
     if not t.is_floating_point():

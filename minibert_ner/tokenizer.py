@@ -251,6 +251,7 @@ class WordPieceTokenizer(PieceEncoder):
         # chunk (per instance, bounded; tuples, so no caller can change a cached answer).
         self._cached_tokenize_chunk = functools.lru_cache(maxsize=1 << 18)(self._tokenize_chunk)
         self._fast = None  # the `tokenizers` pipeline, built on first use
+        self.source_ids = None  # after keep_only: the ids these pieces had in the full vocabulary
 
     @classmethod
     def from_file(cls, vocab_path, lowercase=False):
@@ -287,7 +288,9 @@ class WordPieceTokenizer(PieceEncoder):
         order: old id keep[k] is new id k), for --trim-vocab. Every word that gave only `used`
         pieces splits as before: greedy longest-match never picked a piece it did not use."""
         keep = sorted(set(used) | {self.vocab[t] for t in SPECIAL_TOKENS})
-        return WordPieceTokenizer({self.inv_vocab[i]: k for k, i in enumerate(keep)}, self.lowercase), keep
+        small = WordPieceTokenizer({self.inv_vocab[i]: k for k, i in enumerate(keep)}, self.lowercase)
+        small.source_ids = keep
+        return small, keep
 
     # ----- the slow path, from scratch --------------------------------------------------------
 

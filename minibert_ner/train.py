@@ -74,14 +74,17 @@ def build_tokenizer(cfg, folder, train_sentences):
 
 
 def build_model(cfg, folder, tok, labels, languages, log):
-    """The pretrained encoder in `folder` (None: a small random BERT) with the heads the run needs."""
+    """The pretrained encoder in `folder` (None: a small random BERT) with the heads the run needs.
+    A trimmed tokenizer (--trim-vocab) loads only its pieces' embedding rows."""
+    rows = tok.source_ids  # None, or the full vocabulary's ids of a trimmed one's pieces
     if folder is not None:
-        config = None
+        config = BertConfig.from_json(folder / "config.json" if (folder / "config.json").is_file()
+                                      else folder / "bert_config.json")
         if cfg.dropout >= 0:  # e.g. --dropout 0 for runs that must be bit-for-bit comparable
-            config = BertConfig.from_json(folder / "config.json" if (folder / "config.json").is_file()
-                                          else folder / "bert_config.json")
             config.hidden_dropout_prob = config.attention_probs_dropout_prob = cfg.dropout
-        bert = load_bert(folder, config=config, verbose=not cfg.quiet)
+        if rows is not None:
+            config.pad_token_id = tok.pad_token_id
+        bert = load_bert(folder, config=config, verbose=not cfg.quiet, rows=rows)
         check_vocab_size(tok, bert.config, folder)
     else:
         shape = {**TINY_BERT, **cfg.tiny}
@@ -98,7 +101,7 @@ def build_model(cfg, folder, tok, labels, languages, log):
     model = NERModel(bert, labels, languages if "LI" in cfg.aux else None,
                      cloze=bool({"CL", "PC"} & set(cfg.aux)), frz=cfg.frz)
     if model.cls is not None:
-        mlm = read_mlm_head(folder) if folder is not None else {}
+        mlm = read_mlm_head(folder, rows) if folder is not None else {}
         if mlm:
             init_cloze_head(model, mlm)
         else:
@@ -106,16 +109,15 @@ def build_model(cfg, folder, tok, labels, languages, log):
     return model
 
 
-def trim_vocabulary(model, tok, sentences, log):
-    """--trim-vocab [ours]: keep only the pieces `sentences` use (and those the tokenizer needs), so
+def trim_vocabulary(tok, sentences, log):
+    """--trim-vocab [ours]: a tokenizer of only the pieces `sentences` use (and those it needs), so
     that a 250,002-piece vocabulary costs its embedding rows, gradients and AdamW moments only for
-    the ~40,000 a corpus uses. Every sentence of the run is split exactly as before; the checkpoint
-    keeps its own smaller vocabulary, so text the run never saw may split differently."""
+    the ~20,000 a corpus uses (build_model then reads only their rows). Every sentence of the run is
+    split exactly as before; the checkpoint keeps its own smaller vocabulary, so text the run never
+    saw may split differently."""
     used = {i for ids, _ in tok.encode_batch_words([s.words for s in sentences]) for i in ids}
     small, keep = tok.keep_only(used)
-    model.keep_vocabulary_rows(keep, small.pad_token_id)
-    log(f"--trim-vocab: {len(keep)} of {len(tok)} pieces kept (the ones the run's files use), "
-        f"{model.bert.config.vocab_size * model.bert.config.hidden_size / 1e6:.1f} M embedding parameters")
+    log(f"--trim-vocab: {len(keep)} of {len(tok)} pieces kept (the ones the run's files use)")
     return small
 
 
@@ -138,10 +140,10 @@ def prepare(cfg, log):
     # a folder, or a hub id fetched once into the Hugging Face cache (hub.py)
     folder = hub.model_folder(cfg.model, cfg.revision or None, log) if cfg.model else None
     tok = build_tokenizer(cfg, folder, train_sentences)
-    model = build_model(cfg, folder, tok, labels, languages, log)
     if cfg.trim_vocab:
         everything = train_sentences + unlabeled + [s for sets in (dev_sets, test_sets) for v in sets.values() for s in v]
-        tok = trim_vocabulary(model, tok, everything, log)
+        tok = trim_vocabulary(tok, everything, log)
+    model = build_model(cfg, folder, tok, labels, languages, log)
     # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
     others = sorted({lang for lang, _ in cfg.dev + cfg.test} - set(languages))
     lang_ids = {l: i for i, l in enumerate(languages + others)}

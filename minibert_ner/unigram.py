@@ -207,6 +207,7 @@ class UnigramTokenizer(PieceEncoder):
             self.precompiled = normalizers.Precompiled(self.charsmap)
         self._fast = None
         self._cache = {}
+        self.source_ids = None  # after keep_only: the ids these pieces had in the full vocabulary
 
     # ----- reading and writing tokenizer.json ------------------------------------------------
 
@@ -269,6 +270,7 @@ class UnigramTokenizer(PieceEncoder):
         keep = sorted(set(used) | specials | {lowest})
         small = UnigramTokenizer([self.inv_vocab[i] for i in keep], [self.scores[i] for i in keep],
                                  keep.index(self.unk_token_id), self.charsmap)
+        small.source_ids = keep
         return small, keep
 
     # ----- the slow path, from scratch --------------------------------------------------------

@@ -24,7 +24,7 @@ we train. Left out: sharded checkpoints (`model-0000x-of-0000y.safetensors`), Py
 import json
 import os
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -32,7 +32,7 @@ from safetensors.torch import save_file
 
 from .model import BertConfig, BertModel
 # the file format and its checks live in safetensors_file.py; re-exported here for callers
-from .safetensors_file import DTYPES, CheckpointError, check_finite, read_header, read_into, read_tensors
+from .safetensors_file import DTYPES, CheckpointError, check_finite, read_header, read_into, read_rows_into, read_tensors
 
 __all__ = ["CheckpointError", "LoadReport", "check_vocab_size", "hf_config", "load_bert", "read_header",
            "read_mlm_head", "read_tensors", "save_bert", "save_safetensors"]
@@ -107,7 +107,7 @@ def _resolve(path, config):
 # loading
 
 
-def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True):
+def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True, rows=None):
     """
     Build a BertModel from a model folder (config + model.safetensors) or a .safetensors file.
 
@@ -116,8 +116,13 @@ def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True):
     strict:  every encoder parameter must be in the file and every key in the file must be used
              or knowingly skipped (see the module docstring). strict=False initialises the missing
              parameters as BERT does and ignores unknown keys, reporting both.
+    rows:    keep only these word-embedding rows (sorted ids; --trim-vocab): the model's vocabulary
+             is len(rows) pieces, read from the file row by row, and its pad_token_id must already
+             be the new id (config.pad_token_id). None: every row.
     """
     weights, config = _resolve(path, config)
+    if rows is not None:
+        config = replace(config, vocab_size=len(rows))
     header, start = read_header(weights)
     if strict:
         # Allocate without initialising (every tensor is about to be overwritten): on the meta
@@ -140,10 +145,16 @@ def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True):
     missing = [n for n in params if n not in by_name]
     problems += [f"missing key {n!r}, expected shape {list(params[n].shape)}" for n in missing]
     # Shapes and kinds first, so a wrong file fails before a single byte is copied.
+    word = "embeddings.word_embeddings.weight"
     for name, p in params.items():
         if name in by_name:
             e = header[by_name[name]]
-            if list(e["shape"]) != list(p.shape):
+            if name == word and rows is not None:  # a subset of the file's rows: each must be there
+                if e["shape"][1:] != list(p.shape[1:]) or rows[-1] >= e["shape"][0] or \
+                        DTYPES[e["dtype"]] != p.dtype:
+                    problems.append(f"shape mismatch for {by_name[name]!r}: checkpoint {e['shape']} "
+                                    f"{e['dtype']}, rows up to {rows[-1]} of width {p.shape[1]} in {p.dtype}")
+            elif list(e["shape"]) != list(p.shape):
                 problems.append(f"shape mismatch for {by_name[name]!r}: checkpoint {e['shape']}, "
                                 f"model {list(p.shape)} (does the config match the weights?)")
             elif DTYPES[e["dtype"]].is_floating_point != p.is_floating_point():
@@ -160,7 +171,9 @@ def load_bert(path, config=None, strict=True, add_pooler=False, verbose=True):
             if name not in by_name:
                 continue
             key = by_name[name]
-            if DTYPES[header[key]["dtype"]] == p.dtype:
+            if name == word and rows is not None:
+                read_rows_into(f, key, header[key], start, rows, p.data)
+            elif DTYPES[header[key]["dtype"]] == p.dtype:
                 read_into(f, key, header[key], start, p.data)
             else:  # e.g. an fp16 checkpoint into an fp32 model: one tensor's temporary copy
                 t = torch.empty(header[key]["shape"], dtype=DTYPES[header[key]["dtype"]])
@@ -185,11 +198,12 @@ def _describe(config):
             f"{config.num_hidden_layers} layers, {config.max_position_embeddings} positions")
 
 
-def read_mlm_head(path):
+def read_mlm_head(path, rows=None):
     """
     The masked-LM head of a checkpoint, keys relative to `cls.predictions.`:
     transform.dense.{weight,bias}, transform.LayerNorm.{weight,bias}, bias, and decoder.weight
     only when the file stores an untied decoder. An empty dict when the file has no MLM head.
+    rows: keep only these vocabulary entries of the output bias and decoder (--trim-vocab).
     """
     path = Path(path)
     weights = path / "model.safetensors" if path.is_dir() else path  # no config needed: names only
@@ -200,7 +214,11 @@ def read_mlm_head(path):
             raise CheckpointError(f"{weights}: tensor {key!r} is {header[key]['dtype']}; expected "
                                   f"floating-point data (F32, F16, BF16 or F64): a corrupt header")
     tensors = read_tensors(weights, set(keys))
-    return {canonical_name(k)[len("cls.predictions."):]: t for k, t in tensors.items()}
+    head = {canonical_name(k)[len("cls.predictions."):]: t for k, t in tensors.items()}
+    if rows is not None:  # the vocabulary-sized ones: bias, decoder.bias, decoder.weight
+        head = {k: t.index_select(0, torch.tensor(rows)) if k in ("bias", "decoder.bias", "decoder.weight") else t
+                for k, t in head.items()}
+    return head
 
 
 def check_vocab_size(tok, config, folder):

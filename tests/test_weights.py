@@ -321,3 +321,19 @@ def test_mbert_shaped_checkpoint_loads_every_tensor_within_memory(tmp_path):
     print(f"peak RSS increase {res['peak'] / 1e6:.0f} MB for a {size / 1e6:.0f} MB file "
           f"({res['peak'] / size:.2f}x)")
     assert res["peak"] < 1.3 * size
+
+
+def test_rows_load_only_those_embedding_rows_and_their_mlm_bias(hf_mlm):
+    """--trim-vocab reads the kept rows straight from the file (the whole matrix is never in memory)."""
+    from dataclasses import replace
+    folder = hf_mlm[1]
+    full = load_bert(folder, verbose=False)
+    rows = [0, 1, 2, 7, 8, 9, 50, 98]  # runs of consecutive ids and single ones, the last row too
+    config = replace(full.config, pad_token_id=0)
+    small = load_bert(folder, config=config, verbose=False, rows=rows)
+    assert small.config.vocab_size == len(rows)
+    assert torch.equal(small.embeddings.word_embeddings.weight, full.embeddings.word_embeddings.weight[rows])
+    assert torch.equal(small.encoder.layer[1].output.dense.weight, full.encoder.layer[1].output.dense.weight)
+    assert torch.equal(read_mlm_head(folder, rows)["bias"], read_mlm_head(folder)["bias"][rows])
+    with pytest.raises(CheckpointError, match="rows up to 99"):
+        load_bert(folder, config=config, verbose=False, rows=[0, 99])
