@@ -50,7 +50,7 @@ from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache", "finetune")
+SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache", "finetune", "busy")
 
 
 @dataclass
@@ -631,6 +631,31 @@ def section_cache(ctx):
     return rows
 
 
+def section_busy(ctx):
+    """Wall seconds of the no-argument demo and of `predict --conll` on the test file, each alone and
+    then beside one CPU-bound process (a busy loop): the default thread count (the idle cores) must
+    keep the busy run within 2x the idle one. Run it on an otherwise idle machine."""
+    demo = [sys.executable, "-m", "minibert_ner.train", "--out", str(ctx.work / "demo"), "--quiet", "--overwrite"]
+    predict = [sys.executable, "-m", "minibert_ner.predict", "--model", str(ctx.work / "demo"), "--conll",
+               str(ctx.paths["test"]), "--out", str(ctx.work / "pred.txt")]
+    rows = []
+    for name, argv in (("the no-argument demo", demo), ("predict --conll TEST (the demo's model)", predict)):
+        def run_once():
+            t = time.perf_counter()
+            subprocess.run(argv, check=True, capture_output=True, cwd=REPO)
+            return time.perf_counter() - t
+        idle = run_once()
+        burner = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        try:
+            busy = run_once()
+        finally:
+            burner.kill()
+            burner.wait()
+        rows.append(Row(f"{name}, one other CPU-bound process (A) vs alone (B)", "wall seconds", (busy, 0),
+                        (idle, 0), (busy / idle, 0), "A/B ≤ 2"))
+    return rows
+
+
 def section_finetune(ctx):
     """The same recipe through both implementations, to compare F1 (not speed): train() for
     --finetune-epochs on the training file, the best epoch chosen by dev F1, then test F1; and a
@@ -753,6 +778,9 @@ What the numbers mean
                     the same seed, batches, AdamW, schedule and dev-F1 selection; test F1 of each.
   cache             train() with #frz = --frz (default half the layers): time per epoch with
                     TrainConfig.cache_frozen on and off.
+  busy              wall seconds of the no-argument demo and of predict --conll on the test file,
+                    alone (B) and beside one CPU-bound process (A): the default thread count must
+                    keep A/B <= 2. Run it on an otherwise idle machine.
 """
 
 
@@ -832,7 +860,8 @@ def main(argv=None):
 def run(args):
     """Every section asked for; returns the table's rows (tests read them)."""
     import importlib.util
-    sections = SECTIONS if "all" in args.section else args.section
+    # all: every section but busy, which needs an otherwise idle machine and runs the demo twice
+    sections = [x for x in SECTIONS if x != "busy"] if "all" in args.section else args.section
     torch.set_num_threads(args.threads)
     keep_freed_memory()  # as train() does; both sides of every comparison run in this process
     device = resolve_device(args.device)
@@ -865,7 +894,7 @@ def run(args):
                     rows += fn(ctx, precision)
             else:
                 rows += {"tokenizer": section_tokenizer, "memory": section_memory, "epoch": section_epoch,
-                         "cache": section_cache, "finetune": section_finetune}[section](ctx)
+                         "cache": section_cache, "finetune": section_finetune, "busy": section_busy}[section](ctx)
     peer = "not installed" if not has_peer else __import__("transformers").__version__
     print(f"\nminibert_ner bench | {describe_machine(device)} | device {device} | torch {torch.__version__} "
           f"| torch threads {torch.get_num_threads()} | transformers {peer}\nmodel: {what} | corpus: "

@@ -5,6 +5,7 @@ No timing is asserted here (timings belong to the benchmark, on a quiet machine)
 """
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import torch
@@ -116,3 +117,27 @@ def test_a_bad_model_or_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["--train", str(bad), "--model", "random", "--section", "tokenizer", "--no-peer"]) == 2
     err = capsys.readouterr().err
     assert "eng.train:2" in err and "Traceback" not in err, err
+
+
+def test_busy_section_times_each_command_alone_and_beside_a_busy_loop(tmp_path, monkeypatch):
+    """The plumbing (the real figures are README's): each command runs once alone, once while a
+    CPU-bound process runs, and the row holds both times and their ratio."""
+    import argparse
+    import subprocess as sp
+    from minibert_ner import bench
+    seen = []
+
+    def fake_run(argv, **kw):
+        busy = any("while True" in " ".join(p.args) for p in burners if p.poll() is None)
+        seen.append((argv[2], busy))
+        time.sleep(0.2 if busy else 0.1)
+    burners = []
+    real_popen = sp.Popen
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setattr(bench.subprocess, "Popen", lambda argv, **kw: burners.append(real_popen(argv, **kw)) or burners[-1])
+    ctx = argparse.Namespace(work=tmp_path, paths={"test": SAMPLE / "test.txt"})
+    rows = bench.section_busy(ctx)
+    assert seen == [("minibert_ner.train", False), ("minibert_ner.train", True),
+                    ("minibert_ner.predict", False), ("minibert_ner.predict", True)]
+    assert all(p.poll() is not None for p in burners)  # every busy loop was stopped
+    assert [round(r.ratio[0]) for r in rows] == [2, 2] and all(r.goal == "A/B ≤ 2" for r in rows)
