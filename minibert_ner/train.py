@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel
 from . import hub, runs
 from .config import DEMO_VOCAB_SIZE, TINY_BERT, ConfigError, TrainConfig, check_config, run_info
 from .data import DataError, build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
-from .device import keep_freed_memory, native_bf16, resolve_precision, set_threads
+from .device import keep_freed_memory, resolve_precision, set_threads
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
 from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel

@@ -14,7 +14,6 @@
 
 # %%
 import itertools
-import math
 import os
 import sys
 import tempfile
