@@ -82,6 +82,15 @@ class Sentence:
     line: int = 0
 
 
+# ISO 639-1 two-letter language codes: the folder names infer_lang accepts as a language
+ISO_639_1 = set("""aa ab ae af ak am an ar as av ay az ba be bg bh bi bm bn bo br bs ca ce ch co cr cs cu cv cy
+da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz ia id ie ig
+ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt lu lv mg mh mi mk ml
+mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt qu rm rn ro ru rw sa sc sd se sg
+si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh
+yi yo za zh zu""".split())
+
+
 def infer_lang(path: str | Path) -> str:
     """Language code from a file name (eng.train -> en, train-ru.tsv -> ru, .../de/x.txt -> de)."""
     path = Path(path)
@@ -95,9 +104,10 @@ def infer_lang(path: str | Path) -> str:
     # or like the manifest's dataset names: data/raw/conll2003-de/derived-train.txt.
     for parent in list(path.parents)[:3]:
         match = re.fullmatch(r"(?:.+-)?([a-z]{2})", parent.name)
-        if match:
+        if match and match.group(1) in ISO_639_1:  # a folder "tmp/xy" is no language
             return match.group(1)
-    raise DataError(f"{path}: cannot tell the language from the file name; pass lang='xx'")
+    raise DataError(f"{path}: cannot tell the language from the file name or its folders; give it as "
+                    f"LANG={path} (or lang='xx')")
 
 
 def read_file(path, encoding="utf-8", what="a CoNLL or WikiANN file") -> str:

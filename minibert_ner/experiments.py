@@ -51,7 +51,7 @@ except ImportError:
 
 from . import hub, ontonotes
 from .cli import configs_from_argv
-from .data import CONLL_FILES, read_conll, shared_data_dir
+from .data import CONLL_FILES, DataError, read_conll, shared_data_dir
 from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
 from . import runs as runs_module
 from .runs import minilm_folder
@@ -539,8 +539,9 @@ def count_layers(model, dry_run=False, out=None):
         recorded = recorded_model(model, out)
         if recorded:
             return recorded["n_layers"]
-        if dry_run:
-            return 12
+        if dry_run and not Path(model).exists() and hub.HUB_NAME_PART.fullmatch(model.split("/")[-1]) \
+                and ".." not in model and not model.startswith((".", "/", "~")):
+            return 12  # a hub id, not downloaded for a dry run: mBERT's depth
         raise
     return json.loads((folder / "config.json").read_text())["num_hidden_layers"]
 
@@ -626,6 +627,9 @@ def fertility_recipe(opts):
     """Pieces per word on every CoNLL / WikiANN test file there is (no training)."""
     tests = {l: Files(opts).split(l, 2) for l in ["en", "de", "es", "nl", *WIKIANN]}
     tests = {l: path for l, path in tests.items() if path.exists()}
+    if not tests:
+        raise DataError(f"{opts.data}: no CoNLL or WikiANN test file there (e.g. conll2003/en/eng.testb); "
+                                f"pass --data with the shared data folder")
     table, unk = fertility(tests, opts.data, opts.model)
     print_fertility(table, unk, list(tests), PAPER["fertility"])
     Path(opts.results).mkdir(parents=True, exist_ok=True)

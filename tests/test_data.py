@@ -185,8 +185,11 @@ def test_missing_file_and_unknown_language(tmp_path):
     with pytest.raises(DataError, match=f"{tmp_path / 'eng.nothere'}.*no such file"):
         read_conll(tmp_path / "eng.nothere")
     path = write(tmp_path, "corpus.txt", "EU I-ORG\n")
-    with pytest.raises(DataError, match="pass lang="):
+    with pytest.raises(DataError, match="give it as LANG="):
         read_conll(path)
+    (tmp_path / "xy").mkdir()  # a folder named like no language is no language (it used to say "xy")
+    with pytest.raises(DataError, match="give it as LANG="):
+        read_conll(write(tmp_path / "xy", "train.txt", "EU I-ORG\n"))
     assert read_conll(path, lang="xx")[0].lang == "xx"
 
 
