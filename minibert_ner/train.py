@@ -207,20 +207,21 @@ class TrainerState:
     is, its best epoch so far, the per-epoch history, the optimizer's moments, the loss scaler and
     every random generator (batch order, cloze masks, target-text order, dropout)."""
 
-    def __init__(self, optimizer, scaler, generators):
+    def __init__(self, optimizer, scaler, generators, threads=0):
         self.epoch, self.step, self.best_f1, self.best_epoch, self.history = 0, 0, -1.0, 0, []
-        self.optimizer, self.scaler, self.generators = optimizer, scaler, generators
+        self.optimizer, self.scaler, self.generators, self.threads = optimizer, scaler, generators, threads
 
     def state_dict(self):
         return dict(epoch=self.epoch, step=self.step, best_f1=self.best_f1, best_epoch=self.best_epoch,
-                    history=self.history, optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
+                    history=self.history, threads=self.threads,
+                    optimizer=self.optimizer.state_dict(), scaler=self.scaler.state_dict(),
                     generators={k: g.get_state() for k, g in self.generators.items()},
                     torch_rng=torch.get_rng_state(),
                     cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [])
 
     def load_state_dict(self, d):
         self.epoch, self.step, self.best_f1, self.best_epoch = d["epoch"], d["step"], d["best_f1"], d["best_epoch"]
-        self.history = d["history"]
+        self.history, self.threads = d["history"], d.get("threads", self.threads)
         self.optimizer.load_state_dict(d["optimizer"])
         self.scaler.load_state_dict(d["scaler"])
         for k, g in self.generators.items():
@@ -403,9 +404,11 @@ def train(cfg):
     quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
     log = (lambda *a: None) if quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     precision, dtype = resolve_precision(cfg.precision, device)
-    set_threads(cfg.threads)
     keep_freed_memory()
     point = open_run_folder(cfg, rank, log)
+    # the thread count changes the order of floating-point sums: a resumed run keeps the one it began
+    # with (the default, 0, takes the cores idle now, which a later resume need not find again)
+    threads = set_threads(cfg.threads or (point[1].get("threads", 0) if point is not None else 0))
     if cfg.model and rank == 0:  # a hub id is downloaded by one process while the others wait
         hub.model_folder(cfg.model, cfg.revision or None, log)
     barrier()
@@ -422,7 +425,7 @@ def train(cfg):
                          torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
                          dict(data=torch.Generator().manual_seed(cfg.seed),  # batch order: same everywhere
                               mask=torch.Generator(device=device).manual_seed(cfg.seed + 1 + 1000 * rank),
-                              aux=torch.Generator().manual_seed(cfg.seed + 2 + 1000 * rank)))
+                              aux=torch.Generator().manual_seed(cfg.seed + 2 + 1000 * rank)), threads)
     if point is not None:
         runs.load_weights_into(model, Path(cfg.out) / "last")
         state.load_state_dict(point[1])

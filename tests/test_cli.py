@@ -119,8 +119,11 @@ def test_ctrl_c_is_one_line_with_the_way_to_continue(tmp_path):
     """Ctrl-C used to print a 40-70 line KeyboardInterrupt trace and no hint to --resume."""
     import signal
     import time
-    argv = [sys.executable, "-m", "minibert_ner.train", *BASE[:-3], "--epochs", "50", "--out", str(tmp_path / "run")]
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    argv = [sys.executable, "-m", "minibert_ner.train", *BASE[:-3], "--epochs", "1000", "--out", str(tmp_path / "run")]
+    # a shell that started the test suite in the background ignores SIGINT, and children inherit that:
+    # give the training process the default disposition, so that Python installs its Ctrl-C handler
+    process = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 120
     while not (tmp_path / "run" / "last").exists() and time.time() < deadline:  # at least one epoch kept
         time.sleep(0.2)
