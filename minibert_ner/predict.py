@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from .config import ConfigError
+from .config import ConfigError, check_device
 from .data import DataError, Sentence, read_conll, write_conll
 from .device import keep_freed_memory, resolve_precision, set_threads
 from .distributed import gather_dicts, rank_and_world
@@ -184,7 +184,7 @@ def build_parser():
     p.add_argument("--encoding", default="utf-8", help="encoding of the --conll file")
     p.add_argument("--max-len", type=int, help="most pieces per window (default: the run's, 64)")
     p.add_argument("--overlap", type=int, help="pieces shared by consecutive windows (default: the run's, 8)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default: the run's own, so "
                    "that predict + evaluate give the counts of its test report (auto: bf16 where native)")
     p.add_argument("--batch-size", type=int, default=128, help="windows per forward pass (default 128, the "
@@ -229,6 +229,7 @@ def tag(a):
     """The command: load the model, tag what was given, print it."""
     if a.batch_size < 1 or a.threads < 0:
         raise ConfigError(f"--batch-size ({a.batch_size}) must be at least 1 and --threads ({a.threads}) not negative")
+    check_device(a.device)
     set_threads(a.threads)
     keep_freed_memory()
     tagger = load(a.model, a.device, a.precision)

@@ -45,6 +45,7 @@ from .model import BertConfig, BertModel
 from .tokenizer import WordPieceTokenizer, learn_vocab
 from .unigram import load_tokenizer
 from .device import keep_freed_memory, resolve_device, resolve_precision, set_threads
+from .config import check_device
 from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer
 from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
 from .windows import IGNORE_INDEX, cloze_mask
@@ -328,6 +329,27 @@ def start(run, state, t_start):
     checkpoint(run, state)
 
 
+# (option, lowest, highest) of PretrainConfig's numbers: the ranges check_ranges enforces
+RANGES = [("minutes", 0, 1e9), ("steps", 0, 10**9), ("layers", 1, 48), ("hidden", 1, 8192), ("heads", 1, 128),
+          ("intermediate", 1, 65536), ("max_len", 3, 4096), ("vocab_size", 16, 10**7), ("smoothing", 0.0, 1.0),
+          ("batch_size", 1, 10**6), ("lr", 0.0, 1.0), ("warmup", 0.0, 1.0), ("weight_decay", 0.0, 1.0),
+          ("clip", 0.0, 1e6), ("mask_p", 0.0, 1.0), ("threads", 0, 4096), ("eval_every", 0, 10**9),
+          ("stop_after", 0, 10**9)]
+
+
+def check_ranges(cfg):
+    """Every number within its range (NaN fails every comparison, so it is refused too), the new
+    model's heads dividing its hidden size, a precision and a device there are."""
+    for name, low, high in RANGES:
+        if not low <= getattr(cfg, name) <= high:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: expected a number from {low} to {high}")
+    if not cfg.init_from and cfg.hidden % cfg.heads:
+        raise ConfigError(f"--hidden {cfg.hidden} is not a multiple of --heads {cfg.heads}")
+    if cfg.precision not in ("auto", "fp32", "bf16", "fp16"):
+        raise ConfigError(f"--precision {cfg.precision!r}: use auto, fp32, bf16 or fp16")
+    check_device(cfg.device)
+
+
 def pretrain(cfg):
     """Pretrain (or, --head-only, fit the MLM head of) one BERT into cfg.out; returns the last log record."""
     t_start = time.time()
@@ -337,6 +359,7 @@ def pretrain(cfg):
         raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pick one")
     if cfg.head_only and not cfg.init_from:
         raise ConfigError("--head-only fits the MLM head of an existing model: name it with --from FOLDER_OR_ID")
+    check_ranges(cfg)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     set_threads(cfg.threads)
     keep_freed_memory()

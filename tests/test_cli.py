@@ -169,3 +169,37 @@ def test_experiments_refuse_what_is_not_there(tmp_path, capsys, argv, says):
     from minibert_ner import experiments
     assert experiments.main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert says in one_error_line(capsys)
+
+
+def exit_code(main, argv):
+    """A command's exit status, whether it returns it or argparse raises SystemExit for it."""
+    try:
+        return main(argv)
+    except SystemExit as stop:
+        return stop.code
+
+
+@pytest.mark.parametrize("bad", [["--hidden", "100", "--heads", "3"], ["--lr", "nan"], ["--batch-size", "0"],
+                                 ["--max-len", "1"], ["--mask-p", "1.5"], ["--threads", "-1"], ["--steps", "-3"],
+                                 ["--device", "bogus"], ["--precision", "fp8"], ["--warmup", "2"]],
+                         ids=lambda a: " ".join(a))
+def test_pretrain_refuses_an_option_out_of_range_and_keeps_the_old_model(finished, tmp_path, bad, capsys):
+    from minibert_ner import pretrain
+    out = tmp_path / "pocket"
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"an old model")
+    assert exit_code(pretrain.main, ["--out", str(out), "--overwrite", "--data", str(SAMPLE), *bad]) == 2
+    assert "Traceback" not in capsys.readouterr().err
+    assert (out / "model.safetensors").read_bytes() == b"an old model"
+
+
+@pytest.mark.parametrize("bad", [["--batch-size", "0"], ["--threads", "-1"], ["--max-len", "2"], ["--overlap", "100"],
+                                 ["--max-len", "5000"], ["--precision", "fp8"], ["--device", "bogus"]],
+                         ids=lambda a: " ".join(a))
+def test_predict_refuses_an_option_out_of_range_and_keeps_the_output(finished, tmp_path, bad, capsys):
+    from minibert_ner import predict
+    old = tmp_path / "pred.txt"
+    old.write_text("an earlier output\n")
+    argv = ["--model", str(finished), "--conll", str(SAMPLE / "en/test.txt"), "--out", str(old), *bad]
+    assert exit_code(predict.main, argv) == 2
+    assert "Traceback" not in capsys.readouterr().err and old.read_text() == "an earlier output\n"
