@@ -86,10 +86,11 @@ any moment continues with --resume (same command + --resume); the result is the 
 EXAMPLES = """\
 examples:
   # the paper's multilingual model (BERT-ML) on CoNLL; mBERT is fetched once into the hub cache
+  D=../shared/data; EN=$D/conll2003/en; DE=$D/conll2003/de; ES=$D/conll2002/es; NL=$D/conll2002/nl
   python -m minibert_ner.train --model bert-base-multilingual-cased \\
-      --train eng.train esp.train ned.train de=deu.train \\
-      --dev eng.testa esp.testa ned.testa deu.testa --test eng.testb esp.testb ned.testb deu.testb \\
-      --out runs/ml
+      --train $EN/eng.train $ES/esp.train $NL/ned.train de=$DE/derived-flydzy/train.txt \\
+      --dev $EN/eng.testa $ES/esp.testa $NL/ned.testa $DE/deu.testa \\
+      --test $EN/eng.testb $ES/esp.testb $NL/ned.testb $DE/deu.testb --out runs/ml
   # zero-shot to German with the lowest 3 layers frozen (the paper's #frz = 3)
   python -m minibert_ner.train --model bert-base-multilingual-cased --train ... --dev ... --target de \\
       --frz 3 --out runs/de-frz3
