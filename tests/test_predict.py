@@ -230,3 +230,37 @@ def test_a_malformed_model_folder_is_one_line(runs, tmp_path, capsys, how):
     assert predict.main(["--model", str(folder), "Angela Merkel besuchte Paris ."]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("how", ["tokenizer.json not JSON", "tokenizer.json a BPE model", "tokenizer_config.json not JSON",
+                                 "aux_heads.safetensors cut short"])
+def test_a_malformed_sentencepiece_folder_file_is_one_line(runs, tmp_path, capsys, how):
+    import shutil
+    folder = tmp_path / "best"
+    shutil.copytree(runs["unigram"] / "best", folder)
+    if how == "tokenizer.json not JSON":
+        (folder / "tokenizer.json").write_text("{cut")
+    elif how == "tokenizer.json a BPE model":
+        (folder / "tokenizer.json").write_text(json.dumps({"model": {"type": "BPE", "vocab": {}, "merges": []}}))
+    elif how == "tokenizer_config.json not JSON":
+        (folder / "tokenizer_config.json").write_text("{cut")
+    else:
+        (folder / "aux_heads.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{")
+    code = predict.main(["--model", str(folder), "Angela Merkel besuchte Paris ."])
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert code == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1 or \
+        (how == "tokenizer_config.json not JSON" and code == 0), err  # predict does not read that file
+
+
+def test_predict_reads_one_token_per_line_and_reports_progress(runs, tmp_path, capsys, monkeypatch):
+    words = [s.words for s in read_conll(SAMPLE / "en/test.txt")][:30]
+    plain = tmp_path / "tokens.txt"
+    plain.write_text("".join("".join(w + "\n" for w in sentence) + "\n" for sentence in words), encoding="utf-8")
+    monkeypatch.setattr(predict.time, "time", iter(range(0, 10**6, 11)).__next__)  # 11 s between calls
+    assert predict.main(["--model", str(runs["cased"]), "--conll", str(plain), "--out", str(tmp_path / "p.txt")]) == 0
+    lines = [l.split() for l in (tmp_path / "p.txt").read_text().splitlines() if l]
+    assert len(lines) == sum(map(len, words)) and all(len(l) == 2 for l in lines)  # token, predicted tag
+    assert [l[0] for l in lines] == [w for s in words for w in s]
+    err = capsys.readouterr().err  # the clock moves 11 s a call: every batch prints its progress line
+    assert f"{plain}: " in err and " windows, " in err and "ETA" in err
