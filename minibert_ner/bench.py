@@ -44,12 +44,13 @@ from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
 from .unigram import UnigramTokenizer, load_tokenizer
 from .device import keep_freed_memory, native_bf16, resolve_device
-from .train import get_lr, make_optimizer, prepare, train
+from .train import get_lr, make_optimizer, optimizer_step, prepare, train
 from .weights import load_bert, save_bert
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 REPO = Path(__file__).resolve().parents[1]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)  # fp32 peers: optimizer_step without loss scaling
 SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache", "finetune", "busy")
 
 
@@ -251,16 +252,11 @@ def train_steps(model, loss_of, optimizer, batches, device, dtype):
     """One training step per batch, as train.py takes it: autocast forward, backward, clip, step."""
     model.train()
     scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
     for batch in batches:
         with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
             loss = loss_of(model, batch)
         scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, scaler, 1.0)
 
 
 def ours_loss(model, batch):
@@ -551,9 +547,7 @@ def peer_epoch(ctx, peer, windows):
             g["lr"] = 5e-5 * (1 - step / len(batches))
         batch = collate([windows[i] for i in index], ctx.tok.pad_token_id, index).to(device)
         peer_loss(peer, batch).backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        optimizer_step(optimizer, NO_SCALER, 1.0)
     sync(device)
     return time.perf_counter() - t0
 
@@ -679,7 +673,6 @@ def section_finetune(ctx):
         windows, pad = run.train, ctx.tok.pad_token_id
         optimizer, gen = make_optimizer(peer, cfg), torch.Generator().manual_seed(cfg.seed)
         total, step, best = math.ceil(len(windows) / cfg.batch_size) * cfg.epochs, 0, (-1.0, None, 0)
-        params = [p for g in optimizer.param_groups for p in g["params"]]
         t = time.perf_counter()
         for epoch in range(cfg.epochs):
             print(f"peer epoch {epoch + 1} ...", file=sys.stderr)
@@ -689,9 +682,7 @@ def section_finetune(ctx):
                 for g in optimizer.param_groups:
                     g["lr"] = get_lr(step, total, cfg)
                 peer_loss(peer, collate([windows[i] for i in index], pad, index).to(ctx.device)).backward()
-                torch.nn.utils.clip_grad_norm_(params, cfg.clip)
-                optimizer.step()
-                optimizer.zero_grad(set_to_none=True)
+                optimizer_step(optimizer, NO_SCALER, cfg.clip)
                 step += 1
             f1 = peer_f1_on(peer, run.dev["en"], run.labels, ctx)
             if f1 > best[0]:

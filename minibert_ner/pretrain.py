@@ -46,7 +46,7 @@ from .tokenizer import WordPieceTokenizer, learn_vocab
 from .unigram import load_tokenizer
 from .device import keep_freed_memory, resolve_device, resolve_precision, set_threads
 from .config import check_device
-from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer
+from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, optimizer_step
 from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
 from .windows import IGNORE_INDEX, cloze_mask
 
@@ -198,11 +198,7 @@ def train_step(run, state, batch):
         raise FloatingPointError(f"the masked-LM loss is NaN/inf at step {state.step}; the last checkpoint is "
                                  f"{run.out / 'last'}. Try a lower --lr or --precision fp32")
     state.scaler.scale(loss).backward()
-    state.scaler.unscale_(state.optimizer)  # so clipping sees the true gradient norm
-    torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups for p in g["params"]], run.cfg.clip)
-    state.scaler.step(state.optimizer)
-    state.scaler.update()
-    state.optimizer.zero_grad(set_to_none=True)
+    optimizer_step(state.optimizer, state.scaler, run.cfg.clip)
     return loss.item()
 
 

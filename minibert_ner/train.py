@@ -42,7 +42,7 @@ from .unigram import load_tokenizer
 from .weights import check_vocab_size, load_bert, read_mlm_head
 from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, predictive_cloze_mask
 
-__all__ = ["TrainConfig", "ConfigError", "train", "prepare", "get_lr", "make_optimizer", "resolve_precision",
+__all__ = ["TrainConfig", "ConfigError", "train", "prepare", "get_lr", "make_optimizer", "optimizer_step", "resolve_precision",
            "TrainerState", "aux_losses", "main"]
 
 
@@ -350,12 +350,21 @@ def train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, a
                 return None
             state.scaler.scale(loss).backward()
         step_loss += loss.item() / world
-    state.scaler.unscale_(state.optimizer)  # so clipping sees the true gradient norm
-    torch.nn.utils.clip_grad_norm_([p for g in state.optimizer.param_groups for p in g["params"]], cfg.clip)
-    state.scaler.step(state.optimizer)  # fp16: skipped if the gradients overflowed
-    state.scaler.update()
-    state.optimizer.zero_grad(set_to_none=True)
+    optimizer_step(state.optimizer, state.scaler, cfg.clip)
     return sum_over_processes(step_loss)  # the global batch's loss, not this process's share
+
+
+def optimizer_step(optimizer, scaler, clip):
+    """The update once the gradients are in: unscale them (so clipping sees their true norm), clip
+    their global norm to `clip` (0: no clipping, the paper's letter), step (with fp16 the scaler skips
+    a step whose gradients overflowed, and lowers its scale), update the scale, clear the gradients.
+    Training, pretraining and the benchmark all update through this one function."""
+    scaler.unscale_(optimizer)
+    if clip > 0:  # clip_grad_norm_ with 0 would scale every gradient to zero: no update at all
+        torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]], clip)
+    scaler.step(optimizer)
+    scaler.update()
+    optimizer.zero_grad(set_to_none=True)
 
 
 class Progress:

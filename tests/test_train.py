@@ -552,3 +552,23 @@ def test_a_resumed_run_keeps_the_thread_count_it_began_with(tmp_path, monkeypatc
         assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_papers_letter_without_clipping_still_updates_the_weights(tmp_path):
+    """--recipe paper sets clip 0 (no clipping); clip_grad_norm_ with 0 would scale every gradient to
+    zero and the run would never move from its initial weights."""
+    from minibert_ner.train import optimizer_step
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(4, 2)
+    before = layer.weight.detach().clone()
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+    layer(torch.randn(3, 4)).sum().backward()
+    optimizer_step(optimizer, torch.amp.GradScaler("cpu", enabled=False), clip=0.0)
+    assert not torch.equal(before, layer.weight) and layer.weight.grad is None
+    (cfg,) = configs_from_argv(["--train", f"en={SAMPLE / 'en/train.txt'}", "--recipe", "paper", "--out", str(tmp_path)])
+    run = replace(config(tmp_path / "paper"), schedule=cfg.schedule, warmup=cfg.warmup, weight_decay=cfg.weight_decay,
+                  clip=cfg.clip, epochs=2)
+    assert run.clip == 0.0
+    train(run)
+    losses = [r["train_loss"] for r in history(run.out)]
+    assert losses[1] < losses[0]  # it learns
