@@ -35,7 +35,7 @@ import torch
 
 from . import hub
 from .config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
-from .data import build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
+from .data import SAMPLE_DIR, build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
 from .predict import predict_windows
@@ -76,7 +76,7 @@ def corpus(args):
     if (eng / "eng.train").is_file():
         paths = dict(train=eng / "eng.train", dev=eng / "eng.testa", test=eng / "eng.testb")
     else:
-        sample = REPO / "data" / "sample" / "en"
+        sample = SAMPLE_DIR / "en"
         paths = dict(train=sample / "train.txt", dev=sample / "dev.txt", test=sample / "test.txt")
     for k in ("train", "dev", "test"):
         paths[k] = Path(getattr(args, k) or paths[k])

@@ -12,7 +12,7 @@ import warnings
 from dataclasses import fields, replace
 from pathlib import Path
 
-from .data import DataError, infer_lang
+from .data import SAMPLE_DIR, DataError, infer_lang
 from .hub import ModelNotFound
 from .runs import RunError
 from .tokenizer import VocabError
@@ -21,7 +21,7 @@ from .device import PrecisionError
 from .model import BertConfigError
 from .weights import CheckpointError
 
-SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
+SAMPLE = SAMPLE_DIR
 AUX_CHOICES = ("LI", "CL", "PC", "CL+LI", "PC+LI")
 # A random BERT learns nothing at the paper's lr in a few epochs: the demo has its own.
 DEMO = dict(lr=1e-3, epochs=8, out="runs/demo")

@@ -38,6 +38,10 @@ _TAG = re.compile(r"O|[BI]-\S+")  # "O", or B-/I- followed by a non-empty type
 _COLUMN = re.compile(r"[^ \t\r\v\f]+")
 
 
+# The bundled synthetic sample (data/sample/<lang>/{train,dev,test}.txt): the demo's data
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+
+
 def shared_data_dir() -> Path:
     """Where the real corpora live: $MINIBERT_SHARED_DATA, else ../shared/data beside the checkout.
 
