@@ -38,7 +38,7 @@ from .config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
 from .data import SAMPLE_DIR, build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from .heads import NERModel, ner_loss
 from .model import BertConfig, BertModel
-from .predict import predict_windows
+from .predict import Inference, predict_windows
 from .runs import minilm_folder, read_log, save_tokenizer, says_lowercase
 from .scoring import score
 from .tokenizer import WordPieceTokenizer, train_vocab
@@ -354,7 +354,7 @@ def section_infer(ctx, precision):
     ours = build_ours(ctx)
     preds = {}
     jobs = {"ours": lambda: timed(ctx.device, lambda: preds.__setitem__(
-        "ours", predict_windows(ours, windows, pad, ctx.device, dtype, a.eval_batch_size)))}
+        "ours", predict_windows(ours, windows, Inference(pad, ctx.device, dtype, a.eval_batch_size))))}
     if ctx.peer:
         peer = build_peer(ctx, ours)
         jobs["peer"] = lambda: timed(ctx.device, lambda: preds.__setitem__(

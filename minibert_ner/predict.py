@@ -35,24 +35,34 @@ from .scoring import get_chunks, score
 from .windows import batch_indices, collate, encode_sentences, merge_predictions
 
 
+@dataclass
+class Inference:
+    """How windows are run to predict: the padding id, the device and precision, windows per forward
+    pass, and (training with #frz >= 0) the PrefixCache that runs the frozen layers once per window."""
+    pad_id: int
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    batch_size: int = 128
+    cache: object = None
+
+
 @torch.no_grad()
-def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=None, name="eval", scores=False,
-                    *, progress=None):
+def predict_windows(model, windows, how, name="eval", scores=False, progress=None):
     """Label id per position for every window, in the windows' order (with scores=True: pairs of
     (label id, its probability)). Under torchrun each process predicts every world_size-th window
-    and the predictions are gathered, so each is made once. `cache`: a PrefixCache; with #frz >= 0
-    the frozen part then runs once per window and `name`. `progress(done, total)`: called after
-    each batch with the windows predicted so far."""
+    and the predictions are gathered, so each is made once. `how`: an Inference; with its cache the
+    frozen part runs once per window and `name`. `progress(done, total)`: called after each batch
+    with the windows predicted so far."""
     model.eval()
     rank, world = rank_and_world()
     mine = list(range(rank, len(windows), world))
     out = {}
-    order = batch_indices([len(windows[i].input_ids) for i in mine], batch_size, shuffle=False)
+    order = batch_indices([len(windows[i].input_ids) for i in mine], how.batch_size, shuffle=False)
     for index in order:  # sorted by length: little padding
         index = [mine[j] for j in index]
-        batch = collate([windows[i] for i in index], pad_id, index).to(device)
-        with torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            prefix = cache.prefix(model, batch, name) if cache else None
+        batch = collate([windows[i] for i in index], how.pad_id, index).to(how.device)
+        with torch.autocast(how.device.type, dtype=how.dtype, enabled=how.dtype != torch.float32):
+            prefix = how.cache.prefix(model, batch, name) if how.cache else None
             logits = model(batch.input_ids, batch.attention_mask, prefix).float()  # (B, T, labels)
         probability, label = logits.softmax(-1).max(-1)  # (B, T) each
         for b, i in enumerate(index):
@@ -65,9 +75,9 @@ def predict_windows(model, windows, pad_id, device, dtype, batch_size, cache=Non
     return [out[i] for i in range(len(windows))]
 
 
-def evaluate(model, sentences, windows, pad_id, device, dtype, batch_size=128, cache=None, name="eval"):
+def evaluate(model, sentences, windows, how, name="eval"):
     """Tag every word of every sentence (one tag per word, windows merged) and score by conlleval."""
-    preds = predict_windows(model, windows, pad_id, device, dtype, batch_size, cache, name)
+    preds = predict_windows(model, windows, how, name)
     tags = [[model.labels[i] for i in s] for s in merge_predictions(windows, preds, sentences)]
     return score([s.tags for s in sentences], tags), tags
 
@@ -87,13 +97,11 @@ class Entity:
 class Tagger:
     """A trained model ready to tag raw text or pre-split words; see the module docstring."""
 
-    def __init__(self, model, tok, max_len=64, overlap=8, device="cpu", batch_size=128, *, label_piece="first",
-                 precision="fp32"):
-        self.model, self.tok = model.to(device).eval(), tok
-        self.max_len, self.overlap, self.device, self.batch_size = max_len, overlap, torch.device(device), batch_size
-        # the precision the run evaluated in ('auto' resolved here as train resolved it), so that
-        # predict + evaluate give the counts of the run's own test report
-        self.precision, self.dtype = resolve_precision(precision, self.device)
+    def __init__(self, model, tok, how, max_len=64, overlap=8, label_piece="first"):
+        """how: an Inference (device, precision, batch size); max_len, overlap and label_piece as the
+        model was trained (train's --max-len, --overlap, --label-piece)."""
+        self.model, self.tok, self.how = model.to(how.device).eval(), tok, how
+        self.max_len, self.overlap = max_len, overlap
         self.progress = None  # e.g. a ProgressLine: told after every batch
         # the piece each word's tag is read from, as the model was trained (train --label-piece)
         self.skip_id = tok.metaspace_id if label_piece == "content" else None
@@ -106,8 +114,7 @@ class Tagger:
                             f"not {_describe(sentences)}")
         unlabeled = [Sentence(list(words), [], "xx") for words in sentences]
         windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap, skip_id=self.skip_id)
-        preds = predict_windows(self.model, windows, self.tok.pad_token_id, self.device, self.dtype,
-                                self.batch_size, scores=True, progress=self.progress)
+        preds = predict_windows(self.model, windows, self.how, scores=True, progress=self.progress)
         merged = merge_predictions(windows, preds, unlabeled)
         return ([[self.model.labels[label] for label, _ in row] for row in merged],
                 [[p for _, p in row] for row in merged])
@@ -155,8 +162,12 @@ def load(run_or_id, device="cpu", precision=None):
     model, tok = load_ner_model(folder, device)
     trained = json.loads(((folder / "best" if (folder / "best").is_dir() else folder) / "config.json")
                          .read_text(encoding="utf-8")).get("minibert_ner", {}).get("train_config", {})
-    return Tagger(model, tok, trained.get("max_len", 64), trained.get("overlap", 8), device,
-                  label_piece=trained.get("label_piece", "first"), precision=precision or trained.get("precision", "fp32"))
+    # the precision the run evaluated in ('auto' resolved here as train resolved it), so that predict +
+    # evaluate give the counts of the run's own test report
+    device = torch.device(device)
+    _, dtype = resolve_precision(precision or trained.get("precision", "fp32"), device)
+    return Tagger(model, tok, Inference(tok.pad_token_id, device, dtype), trained.get("max_len", 64),
+                  trained.get("overlap", 8), trained.get("label_piece", "first"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +249,7 @@ def tag(a):
         raise ConfigError(f"--max-len {tagger.max_len} / --overlap {tagger.overlap}: a window holds [CLS], [SEP] and at "
                           f"least one new piece, and at most the model's {tagger.model.bert.config.max_position_embeddings} "
                           f"positions")
-    tagger.batch_size = a.batch_size
+    tagger.how.batch_size = a.batch_size
     if a.conll:
         sentences = read_conll(a.conll, lang="xx", encoding=a.encoding, untagged=True)
         tagger.progress = ProgressLine(a.conll)

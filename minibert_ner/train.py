@@ -22,7 +22,7 @@ import random
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -35,7 +35,7 @@ from .device import keep_freed_memory, resolve_precision, set_threads
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
 from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel
-from .predict import evaluate
+from .predict import Inference, evaluate
 from .scoring import format_report, score
 from .tokenizer import WordPieceTokenizer, learn_vocab
 from .unigram import load_tokenizer
@@ -231,6 +231,19 @@ class TrainerState:
             torch.cuda.set_rng_state_all(d["cuda_rng"])
 
 
+@dataclass
+class Loop:
+    """One run's moving parts, handed whole to each piece of the loop (train_step, end_of_epoch,
+    test_best) instead of seven to ten positional parts of it."""
+    cfg: TrainConfig
+    run: Prepared
+    model: NERModel
+    net: torch.nn.Module   # the model, or its DistributedDataParallel wrapper
+    state: TrainerState
+    how: Inference         # device, precision, evaluation batch and the frozen-prefix cache
+    log: object
+
+
 def open_run_folder(cfg, rank, log):
     """Start, continue or refuse the run in cfg.out; returns the resume point (or None).
 
@@ -317,7 +330,7 @@ def aux_losses(model, batch, cfg, tok, gen, source_languages=None):
     return losses
 
 
-def train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, aux):
+def train_step(loop, batch_index, aux):
     """One optimizer step on a global batch; returns its loss, or None (and no update) if not finite.
 
     "Accumulation done right": every micro-batch's NER loss is summed over its labelled pieces and
@@ -325,6 +338,8 @@ def train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, a
     whatever --grad-accum and the number of processes (x world, because DDP averages the processes'
     gradients where we want their sum). Summed, a micro-batch without a labelled piece (every
     word's first piece in another window) adds 0 rather than the NaN of an empty mean."""
+    cfg, run, model, net, state, how = loop.cfg, loop.run, loop.model, loop.net, loop.state, loop.how
+    device, dtype, cache = how.device, how.dtype, how.cache
     rank, world = rank_and_world()
     share, weight = process_share(batch_index, rank, world)
     micro_size = math.ceil(cfg.batch_size / (world * cfg.grad_accum))
@@ -452,6 +467,8 @@ def train(cfg):
     if not run.dev:
         log("no --dev data: nothing to select on, so the LAST epoch's model is kept as best/")
     cache = PrefixCache(cfg.cache_gb) if cfg.frz >= 0 and cfg.cache_frozen else None
+    loop = Loop(cfg, run, model, net, state, Inference(run.tok.pad_token_id, device, dtype, cfg.eval_batch_size, cache),
+                log)
     progress = Progress(log, cfg, run, state, steps_per_epoch)
 
     started = time.time()
@@ -467,7 +484,7 @@ def train(cfg):
             lr = get_lr(state.step, total, cfg)
             for g, peak in zip(state.optimizer.param_groups, peak_lrs(cfg), strict=True):
                 g["lr"] = get_lr(state.step, total, cfg, peak)  # the heads from --head-lr's height
-            loss = train_step(net, model, run, batch_index, cfg, state, device, dtype, cache, aux)
+            loss = train_step(loop, batch_index, aux)
             state.step += 1  # the schedule counts batches, updated or not
             if loss is None:  # not finite: no update; many in a row is divergence
                 skipped, in_a_row = skipped + 1, in_a_row + 1
@@ -478,9 +495,8 @@ def train(cfg):
             losses.append(loss)
             progress.step(epoch, s, sum(losses) / len(losses), lr, time.time() - t_step)
         t_eval = time.time()
-        end_of_epoch(model, run, state, cfg, device, dtype, cache, log,
-                     dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
-                          skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
+        end_of_epoch(loop, dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
+                                skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
         progress.evaluated(time.time() - t_eval)
         # time-boxing: stop after --stop-after epochs, or when another epoch would overrun --minutes
         out_of_time = cfg.minutes and time.time() - started + (time.time() - t0) > cfg.minutes * 60
@@ -488,7 +504,7 @@ def train(cfg):
             log(f"stopping after epoch {epoch + 1} ({'--minutes' if out_of_time else '--stop-after'}); "
                 f"continue with the same command + --resume")
             return dict(stopped=True, epoch=state.epoch, best_epoch=state.best_epoch, best_f1=state.best_f1)
-    return test_best(model, run, state, cfg, device, dtype, log)
+    return test_best(loop)
 
 
 def diverged(steps, epoch, s, cfg):
@@ -499,17 +515,17 @@ def diverged(steps, epoch, s, cfg):
                               f"{s + 1}); stopping. {keep} Try a lower --lr or --precision fp32.")
 
 
-def end_of_epoch(model, run, state, cfg, device, dtype, cache, log, record):
+def end_of_epoch(loop, record):
     """Evaluate every dev set, keep the best model, checkpoint, and log the epoch.
 
     Model selection (paper: "the model with the best F1 on the development set"): the F1 of all dev
     sentences pooled; in zero-shot, of the target languages' dev sets only. No dev set: the last epoch."""
+    cfg, run, model, state, log = loop.cfg, loop.run, loop.model, loop.state, loop.log
     if record["train_loss"] is None:
         log(f"epoch {record['epoch']}: no step had a finite loss ({record['skipped_steps']} skipped)")
     dev, tags = {}, {}
     for lang, (sentences, windows) in run.dev.items():
-        dev[lang], tags[lang] = evaluate(model, sentences, windows, run.tok.pad_token_id, device, dtype,
-                                         cfg.eval_batch_size, cache, f"dev-{lang}")
+        dev[lang], tags[lang] = evaluate(model, sentences, windows, loop.how, f"dev-{lang}")
     targets = [l for l in cfg.target if l in run.dev] or list(run.dev)
     pooled = score([s.tags for l in targets for s in run.dev[l][0]], [t for l in targets for t in tags[l]]) \
         if dev else None
@@ -533,14 +549,15 @@ def end_of_epoch(model, run, state, cfg, device, dtype, cache, log, record):
     barrier()  # the others wait until rank 0 has written the checkpoint
 
 
-def test_best(model, run, state, cfg, device, dtype, log):
+def test_best(loop):
     """Score the best epoch's model on every test set; say where it is and how to use it."""
+    cfg, run, model, state, log = loop.cfg, loop.run, loop.model, loop.state, loop.log
     best = Path(cfg.out) / "best"
     runs.load_weights_into(model, best)
     results = dict(seed=cfg.seed, best_epoch=state.best_epoch, best_dev_f1=state.best_f1 if run.dev else None,
                    test={})
     for lang, (sentences, windows) in run.test.items():
-        s, _ = evaluate(model, sentences, windows, run.tok.pad_token_id, device, dtype, cfg.eval_batch_size)
+        s, _ = evaluate(model, sentences, windows, replace(loop.how, cache=None))  # best/'s weights: no stale cache
         results["test"][lang] = s.f1
         log(f"\n== test {lang} (best epoch {state.best_epoch}) ==\n{format_report(s)}")
     if rank_and_world()[0] == 0:

@@ -118,7 +118,7 @@ def test_transformers_reads_the_checkpoint_right(runs, kind):
 
         def forward(self, input_ids, attention_mask, prefix=None):
             return hf_model(input_ids=input_ids, attention_mask=attention_mask).logits
-    swapped = predict.Tagger(HFAsOurs(), tagger.tok, tagger.max_len, tagger.overlap)
+    swapped = predict.Tagger(HFAsOurs(), tagger.tok, tagger.how, tagger.max_len, tagger.overlap)
     assert swapped.tag_words([long_words])[0][0] == long_tags
     # and transformers' own pipeline copes with the long text (windows of model_max_length)
     nlp = transformers.pipeline("token-classification", model=hf_model, tokenizer=hf_tok,

@@ -17,7 +17,7 @@ from minibert_ner.heads import NERModel, ner_loss
 from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.runs import load_ner_model, read_log
 from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab
-from minibert_ner.predict import evaluate
+from minibert_ner.predict import Inference, evaluate
 from minibert_ner.device import resolve_precision
 from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, train
 from minibert_ner.weights import read_tensors
@@ -68,7 +68,7 @@ def test_tiny_batch_is_overfit_to_f1_1(tmp_path):
         ner_loss(model(batch.input_ids, batch.attention_mask), batch.labels).backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
-    scores, _ = evaluate(model, sentences, windows, tok.pad_token_id, torch.device("cpu"), torch.float32)
+    scores, _ = evaluate(model, sentences, windows, Inference(tok.pad_token_id))
     assert scores.f1 == 1.0, f"F1 {scores.f1}"
 
 
@@ -493,12 +493,13 @@ def test_fp16_grad_scaler_skips_an_overflow_and_grows_back(tmp_path, cpu_fp16, m
     cfg = config(tmp_path, precision="fp16", epochs=1, max_sentences=80, test=[])
     original_train_step = train_module.train_step
 
-    def observed_train_step(net, model, run, batch_index, cfg, state, *rest):
+    def observed_train_step(loop, *rest):
+        model, state = loop.model, loop.state
         step["n"] += 1
         if step["n"] == 3:  # poison this step's gradients: the scaler must find the inf and skip
             hook = model.classifier.weight.register_hook(lambda g: g * float("inf"))
         before = model.classifier.weight.detach().clone()
-        loss = original_train_step(net, model, run, batch_index, cfg, state, *rest)
+        loss = original_train_step(loop, *rest)
         if step["n"] == 3:
             hook.remove()
         weights.append(torch.equal(before, model.classifier.weight.detach()))
