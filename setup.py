@@ -12,7 +12,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["minibert_ner", "minibert_ner.*"]),
-    package_data={"minibert_ner": ["datasets.json"]},
+    package_data={"minibert_ner.tools": ["datasets.json"]},
     python_requires=">=3.10",
     # The library needs only these; torch is pinned by the README's install line to the CPU
     # wheel, any recent 2.x works. huggingface_hub comes with tokenizers anyway: it fetches

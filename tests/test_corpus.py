@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from minibert_ner.corpus import (Stream, default_files, encode_stream, read_sentences, sample_batch,
+from minibert_ner.tools.corpus import (Stream, default_files, encode_stream, read_sentences, sample_batch,
                                  smoothed_weights, split_heldout)
 from minibert_ner.data import DataError
 from minibert_ner.tokenizer import WordPieceTokenizer, learn_vocab

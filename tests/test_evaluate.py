@@ -1,4 +1,4 @@
-"""`python -m minibert_ner.evaluate` as conlleval: -l, -r, -d, -o, several files as one stream,
+"""`python -m minibert_ner.tools.evaluate` as conlleval: -l, -r, -d, -o, several files as one stream,
 --encoding, and bad input as one line naming file and line (exit 2, no traceback).
 
 The expected texts below are conlleval.pl's own output (version 2004-01-26). To check every case
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from minibert_ner import evaluate
+from minibert_ner.tools import evaluate
 
 REPO = Path(__file__).resolve().parents[1]
 CONLLEVAL = os.environ.get("CONLLEVAL")
@@ -154,7 +154,7 @@ def test_bad_input_is_one_line_exit_2(tmp_path, files, options, message):
             paths[-1].mkdir()
         elif content is not None:
             paths[-1].write_bytes(content)
-    run = subprocess.run([sys.executable, "-m", "minibert_ner.evaluate", *options, *map(str, paths)],
+    run = subprocess.run([sys.executable, "-m", "minibert_ner.tools.evaluate", *options, *map(str, paths)],
                          capture_output=True, text=True, cwd=REPO)
     assert run.returncode == 2 and "Traceback" not in run.stderr and run.stdout == "", run.stderr
     assert run.stderr.count("\n") == 1, run.stderr

@@ -10,13 +10,13 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from test_ontonotes import ARABIC, CHINESE, ENGLISH
 
-from minibert_ner import experiments
 from minibert_ner.cli import configs_from_argv
 from minibert_ner.data import shared_data_dir
 from minibert_ner.runs import read_log
+from minibert_ner.tools import experiments
 from minibert_ner.train import train
-from test_ontonotes import ARABIC, CHINESE, ENGLISH
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 

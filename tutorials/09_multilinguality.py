@@ -25,11 +25,11 @@ REPO = Path(__file__).resolve().parents[1] if "__file__" in globals() else Path.
 sys.path.insert(0, str(REPO))  # use this checkout of the library (not needed after `pip install -e .`)
 TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: a much shorter run
 WORK = tempfile.TemporaryDirectory()  # every file we write goes here; deleted when Python exits
-from minibert_ner import corpus  # noqa: E402
+from minibert_ner.tools import corpus  # noqa: E402
 from minibert_ner.data import read_conll, shared_data_dir, write_conll  # noqa: E402
 from minibert_ner.data import CONLL_FILES as CONLL  # noqa: E402  (the CoNLL files of the shared data)
 from minibert_ner.heads import NERModel, init_cloze_head  # noqa: E402
-from minibert_ner.pretrain import PretrainConfig, pretrain  # noqa: E402
+from minibert_ner.tools.pretrain import PretrainConfig, pretrain  # noqa: E402
 from minibert_ner.runs import read_log  # noqa: E402
 from minibert_ner.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer  # noqa: E402
 from minibert_ner.train import TrainConfig, train  # noqa: E402

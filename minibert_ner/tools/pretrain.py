@@ -1,9 +1,9 @@
 """Masked-LM pretraining of a small multilingual BERT from scratch: where mBERT's multilinguality comes from.
 
-    python -m minibert_ner.pretrain --out runs/pocket              # the pocket model, in 60 minutes
+    python -m minibert_ner.tools.pretrain --out runs/pocket              # the pocket model, in 60 minutes
     python -m minibert_ner.train --model runs/pocket ...           # then fine-tune it as the paper does mBERT
-    python -m minibert_ner.pretrain --out runs/random --steps 1 --lr 0   # its random init: the baseline
-    python -m minibert_ner.pretrain --from MODEL --head-only --out runs/head   # fit a missing MLM head
+    python -m minibert_ner.tools.pretrain --out runs/random --steps 1 --lr 0   # its random init: the baseline
+    python -m minibert_ner.tools.pretrain --from MODEL --head-only --out runs/head   # fit a missing MLM head
 
 The paper rests on mBERT: one BERT pretrained with masked-LM on many languages at once, with one shared
 WordPiece vocabulary. This is that recipe at pocket scale. The objective IS fine-tuning's CL task, run
@@ -38,17 +38,18 @@ from pathlib import Path
 
 import torch
 
-from . import corpus, hub, runs
-from .cli import parse_files, run_command
-from .heads import NERModel, cloze_loss, init_cloze_head
-from .model import BertConfig, BertModel
-from .tokenizer import WordPieceTokenizer, learn_vocab
-from .unigram import load_tokenizer
-from .device import keep_freed_memory, resolve_device, resolve_precision, set_threads
-from .config import check_device
-from .train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, optimizer_step
-from .weights import check_vocab_size, load_bert, read_mlm_head, save_bert
-from .windows import IGNORE_INDEX, cloze_mask
+from .. import hub, runs
+from ..cli import parse_files, run_command
+from ..config import check_device
+from ..device import keep_freed_memory, resolve_device, resolve_precision, set_threads
+from ..heads import NERModel, cloze_loss, init_cloze_head
+from ..model import BertConfig, BertModel
+from ..tokenizer import WordPieceTokenizer, learn_vocab
+from ..train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, optimizer_step
+from ..unigram import load_tokenizer
+from ..weights import check_vocab_size, load_bert, read_mlm_head, save_bert
+from ..windows import IGNORE_INDEX, cloze_mask
+from . import corpus
 
 MODEL_FILES = ("config.json", "model.safetensors")  # + the tokenizer's files (tokenizer_files)
 EVALUATIONS = 20  # held-out evaluations (each with a checkpoint) per run, fewer in short --minutes budgets
@@ -456,7 +457,7 @@ def open_run(cfg, log):
 
 def build_parser():
     """The command line, one option per PretrainConfig field, defaults and help from the field."""
-    p = argparse.ArgumentParser(prog="python -m minibert_ner.pretrain", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m minibert_ner.tools.pretrain", description=__doc__.split("\n\n")[0],
                                 epilog="examples:\n" + __doc__.split("\n\n")[1],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     defaults = PretrainConfig()
@@ -484,5 +485,5 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    import minibert_ner.pretrain  # the package's copy of this module, whose classes the library knows
-    sys.exit(minibert_ner.pretrain.main())
+    import minibert_ner.tools.pretrain  # the package's copy of this module, whose classes the library knows
+    sys.exit(minibert_ner.tools.pretrain.main())

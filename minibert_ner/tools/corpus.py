@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .data import CONLL_FILES, SAMPLE_DIR, DataError, read_conll, read_text, shared_data_dir
-from .windows import IGNORE_INDEX, Batch
+from ..data import CONLL_FILES, SAMPLE_DIR, DataError, read_conll, read_text, shared_data_dir
+from ..windows import IGNORE_INDEX, Batch
 
 SAMPLE = SAMPLE_DIR  # the bundled demo data
 HELDOUT_SENTENCES = 200  # per language, at most (and at most a tenth): the held-out slice

@@ -1,8 +1,8 @@
 """How fast is minibert_ner, against `transformers` running the same model on the same inputs?
 
-    python -m minibert_ner.bench                       # step, infer, tokenizer and memory sections
-    python -m minibert_ner.bench --section epoch cache --max-sentences 3000
-    python -m minibert_ner.bench --help                # what every number means
+    python -m minibert_ner.tools.bench                       # step, infer, tokenizer and memory sections
+    python -m minibert_ner.tools.bench --section epoch cache --max-sentences 3000
+    python -m minibert_ner.tools.bench --help                # what every number means
 
 Each section times minibert_ner ("ours") and, when `transformers` is installed, the peer: a plain
 loop over `transformers.BertForTokenClassification` loaded from the same folder and given our
@@ -33,22 +33,22 @@ from pathlib import Path
 
 import torch
 
-from . import hub
-from .config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
-from .data import SAMPLE_DIR, build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
-from .heads import NERModel, ner_loss
-from .model import BertConfig, BertModel
-from .predict import Inference, predict_windows
-from .runs import minilm_folder, read_log, save_tokenizer, says_lowercase
-from .scoring import score
-from .tokenizer import WordPieceTokenizer, train_vocab
-from .unigram import UnigramTokenizer, load_tokenizer
-from .device import keep_freed_memory, native_bf16, resolve_device
-from .train import get_lr, make_optimizer, optimizer_step, prepare, train
-from .weights import load_bert, save_bert
-from .windows import batch_indices, collate, encode_sentences, merge_predictions
+from .. import hub
+from ..config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
+from ..data import SAMPLE_DIR, build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
+from ..device import keep_freed_memory, native_bf16, resolve_device
+from ..heads import NERModel, ner_loss
+from ..model import BertConfig, BertModel
+from ..predict import Inference, predict_windows
+from ..runs import minilm_folder, read_log, save_tokenizer, says_lowercase
+from ..scoring import score
+from ..tokenizer import WordPieceTokenizer, train_vocab
+from ..train import get_lr, make_optimizer, optimizer_step, prepare, train
+from ..unigram import UnigramTokenizer, load_tokenizer
+from ..weights import load_bert, save_bert
+from ..windows import batch_indices, collate, encode_sentences, merge_predictions
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 NO_SCALER = torch.amp.GradScaler("cpu", enabled=False)  # fp32 peers: optimizer_step without loss scaling
 SECTIONS = ("step", "infer", "tokenizer", "memory", "epoch", "cache", "finetune", "busy")
@@ -590,7 +590,7 @@ def section_cache(ctx):
     """#frz = k with the frozen-prefix cache (heads.PrefixCache) on and off: first, training steps
     on identical batches whose prefixes are already cached (what every epoch after the first
     runs), interleaved; then, unless --cache-epochs 0, whole train() runs one after the other."""
-    from .heads import PrefixCache
+    from ..heads import PrefixCache
     a = ctx.args
     frz = a.frz if a.frz >= 0 else BertConfig.from_json(ctx.folder / "config.json").num_hidden_layers // 2
     batches, dtype = training_batches(ctx), DTYPES[a.precision[0]]
@@ -776,7 +776,7 @@ What the numbers mean
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="python -m minibert_ner.bench", description=DESCRIPTION,
+    p = argparse.ArgumentParser(prog="python -m minibert_ner.tools.bench", description=DESCRIPTION,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--section", nargs="+", choices=SECTIONS + ("all",), default=["step", "infer", "tokenizer", "memory"],
                    help="what to run (default: step infer tokenizer memory; epoch and cache take minutes)")
@@ -839,7 +839,7 @@ def describe_machine(device):
 
 def main(argv=None):
     """The command line: the table on stdout; a bad model, path or option is one line and exit 2."""
-    from .cli import run_command
+    from ..cli import run_command
     args = build_parser().parse_args(argv)
 
     def body():
@@ -898,5 +898,5 @@ def run(args):
 
 
 if __name__ == "__main__":
-    import minibert_ner.bench  # the package's copy of this module, not the __main__ one (see train.py)
-    sys.exit(minibert_ner.bench.main())
+    import minibert_ner.tools.bench  # the package's copy of this module, not the __main__ one (see train.py)
+    sys.exit(minibert_ner.tools.bench.main())
