@@ -12,8 +12,10 @@ Modules, in the order a student reads them:
   config            TrainConfig: every setting of a run
   train             the hand-written mixed-precision training loop (`python -m minibert_ner.train`)
   runs              a run's folder: checkpoints, crash-safe swaps, the log
+  files             the one atomic writer every file goes through
   predict           tagging raw text or CoNLL files with a trained model; minibert_ner.load
-Also in the core: cli (one error policy for every command), hub (model ids), device, distributed.
+Also in the core: cli (one error policy for every command), hub (model ids), device, distributed,
+and speed (what makes it fast, kept apart so the files above read like the paper).
 minibert_ner/tools/ holds the commands built around it (datasets, evaluate, pretrain, experiments,
 report, bench, ...); the core never imports them.
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from .runs import file_fingerprint
+from .files import file_fingerprint
 
 # The demo's BERT when no pretrained --model is given: small enough to train in a minute on 2 cores.
 TINY_BERT = dict(hidden_size=128, num_hidden_layers=2, num_attention_heads=2, intermediate_size=512,
@@ -66,7 +66,7 @@ class TrainConfig:
     encoding: str = "utf-8"
     # [ours] Random batches (plain SGD sampling): length-bucketed ones pad less, but after one
     # CoNLL-2003 epoch they scored ~1 F1 lower (3 seeds, README "Performance"), and the packed
-    # layers (model.Unpadded) skip random batches' padding anyway. True = length-bucketed.
+    # layers (speed.Unpadded) skip random batches' padding anyway. True = length-bucketed.
     bucket: bool = False
     cache_frozen: bool = True    # with frz >= 0, compute the frozen layers once and reuse them
     cache_gb: float = 4.0        # memory budget of that cache

@@ -21,6 +21,8 @@ from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .files import written_aside
+
 DOCSTART = "-DOCSTART-"
 SCHEMES = ("IOB1", "IOB2")
 # CoNLL file stems name their language with three letters; everything else uses ISO 639-1.
@@ -334,13 +336,8 @@ def read_text(path_or_lines, lang: str, encoding: str = "utf-8") -> list[Sentenc
 def write_conll(path, sentences: list[Sentence], predictions=None) -> None:
     """Write `token gold [pred]` lines, a blank line after each sentence: the input conlleval reads.
     Written aside and renamed: a full disk or a kill leaves an existing file as it was."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with written_aside(path) as tmp:
         _write_conll_lines(tmp, sentences, predictions)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_conll_lines(path, sentences, predictions):

@@ -1,4 +1,4 @@
-"""Where the work runs: the device, the precision it computes well, its CPU threads, its memory.
+"""Where the work runs: the device, the precision it computes well, its CPU threads.
 
 Every command (train, predict, pretrain, bench) sets itself up through these few functions, so
 "auto" means the same thing everywhere:
@@ -8,7 +8,6 @@ Every command (train, predict, pretrain, bench) sets itself up through these few
   set_threads        0 -> the cores that are idle right now, measured: PyTorch's default (one
                      thread per core) waits at every operation for a thread the kernel has
                      descheduled when another process holds a core (README, Performance)
-  keep_freed_memory  let glibc keep the memory a step frees, for the next step to reuse
 
 Left out: choosing among several GPUs (torchrun's LOCAL_RANK does that: distributed.py), NUMA.
 """
@@ -79,24 +78,3 @@ def set_threads(requested=0):
     n = requested or max(1, idle_cores() or torch.get_num_threads())
     torch.set_num_threads(n)
     return n
-
-
-def keep_freed_memory():
-    """Let the C allocator keep the memory a training step frees, for the next step to reuse.
-
-    A CPU step allocates and frees the same large tensors every time (activations, the gradients,
-    the 47 MB word-embedding gradient of a 30k x 384 vocabulary). glibc's malloc hands blocks over
-    32 MB (and any free top of its heap) back to the kernel, so every step touches them afresh and
-    takes a page fault per 4 KB page: 35,000-50,000 a MiniLM step on this project's VM, where a
-    bf16 step took ~1,060 ms of wall time with them and ~600 ms without (README Performance). Why
-    not leave it to glibc: its own threshold rises only to 32 MB. With both raised, freed
-    memory stays in the process and is reused without faults; what is computed is unchanged, and
-    the process keeps its peak memory until it exits. glibc only (Linux); elsewhere a no-op.
-    Returns whether it took effect."""
-    import ctypes
-    try:
-        mallopt = ctypes.CDLL(None).mallopt  # None: the C library this process already runs on
-    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to do
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
-    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 30) and mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

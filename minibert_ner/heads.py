@@ -16,7 +16,7 @@ is switched to eval mode (footnote 6) in a way that survives every `model.train(
 frozen part runs under `torch.no_grad()`, so backpropagation stops at the boundary instead of
 computing gradients nobody will use.
 
-`PrefixCache` (end of file) keeps the frozen part's output per window across epochs.
+The frozen part's output per window is kept across epochs by speed.PrefixCache.
 
 Left out: CRF layers, per-task loss weights (the paper sums the losses unweighted).
 """
@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .model import ACTIVATIONS, Dropout
+from .model import ACTIVATIONS
+from .speed import Dropout
 from .weights import CheckpointError
 from .windows import IGNORE_INDEX
 
@@ -142,38 +143,6 @@ class NERModel(nn.Module):
     def predict(self, input_ids, attention_mask=None, prefix=None):
         """Label id per piece, (B, T). Meaningful at first pieces only; the rest are 'X'."""
         return self(input_ids, attention_mask, prefix).argmax(-1)
-
-
-class PrefixCache:
-    """Frozen-prefix caching. With #frz = k the embeddings and the lowest k layers never change and
-    their dropout is off, so their output for a window is the same every epoch: compute it once,
-    keep it (up to a memory budget), and later epochs run only the layers above the boundary.
-    The training windows and each dev set are cached alike, told apart by a name ("train",
-    "dev-en", ...) and the window's index (`batch.index`).
-    Cached rows are stored without padding and zero-padded when a batch is assembled, as the
-    encoder itself returns them (padded positions are never computed: see model.Unpadded)."""
-
-    def __init__(self, budget_gb):
-        self.rows, self.budget, self.used = {}, budget_gb * 2**30, 0
-
-    def prefix(self, model, batch, name="train"):
-        """`model.frozen_prefix` of the batch, (B, T, C), from the cache where every row is in it."""
-        keys = [(name, i) for i in batch.index]
-        lengths = batch.attention_mask.sum(1).tolist()
-        if all(k in self.rows for k in keys):  # every window seen before: no frozen compute
-            B, T = batch.input_ids.shape
-            first = self.rows[keys[0]]
-            out = first.new_zeros(B, T, first.shape[-1])  # (B, T, C)
-            for b, k in enumerate(keys):
-                out[b, : lengths[b]] = self.rows[k]
-            return out
-        h = model.frozen_prefix(batch.input_ids, batch.attention_mask)  # (B, T, C), no autograd
-        for b, k in enumerate(keys):
-            row = h[b, : lengths[b]]
-            if k not in self.rows and self.used + row.nbytes <= self.budget:
-                self.rows[k] = row.clone()
-                self.used += row.nbytes
-        return h
 
 
 def ner_loss(logits, labels, reduction="mean"):

@@ -23,6 +23,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .speed import Dropout, Unpadded  # nn.Dropout with a faster CPU mask; padding skipped (speed.py)
+
 
 class BertConfigError(ValueError):
     """A config.json that describes no BERT (not JSON, a size that is no positive integer, heads that do
@@ -110,31 +112,6 @@ ACTIVATIONS = {
 }
 
 
-class Dropout(nn.Dropout):
-    """BERT's dropout, with its mask drawn faster on CPU. In training every element is kept
-    independently with probability 1 - p and scaled by 1 / (1 - p); in eval mode it is the identity.
-
-    nn.Dropout computes exactly this, but on CPU it draws its mask with `bernoulli_`, one
-    double-precision uniform per element (~8 ns each, a sixth of a MiniLM training step). Here one
-    float32 uniform per element (torch.rand) is compared with p instead (~3-4 ns). The keep
-    probability is then 1 - p to within 2⁻²⁴ ≈ 6e-8 (u lies on the grid k·2⁻²⁴): as fine as CUDA's
-    dropout kernel, finer than Google's BERT (TensorFlow floors keep_prob + a 23-bit uniform).
-    The mask comes from torch's global generator: a seed fixes it and --resume restores it.
-    On GPUs F.dropout is one fused kernel, so it is used as it is."""
-
-    def forward(self, x):
-        if not self.training or self.p == 0:
-            return x
-        if x.device.type != "cpu":
-            return F.dropout(x, self.p, training=True)
-        return (x * self.mask(x.shape, x.device)).to(x.dtype)  # bf16 x: scaled in fp32, rounded once
-
-    def mask(self, shape, device):
-        """(shape) float32: 1 / (1 - p) where an element is kept, 0 where it is dropped."""
-        u = torch.rand(shape, device=device)  # uniform on [0, 1)
-        return u.ge_(self.p).mul_(1 / (1 - self.p))  # in place: u >= p -> 1.0 or 0.0 -> scaled
-
-
 class BertEmbeddings(nn.Module):
     """word + position + token-type embeddings, then LayerNorm and dropout."""
 
@@ -160,61 +137,6 @@ class BertEmbeddings(nn.Module):
         else:
             x = x + self.token_type_embeddings(token_type_ids)
         return self.dropout(self.LayerNorm(x))
-
-
-class Unpadded:
-    """Where the real pieces of a padded batch sit, so that work can skip the padding.
-
-    Everything in a BERT layer except attention treats each piece on its own (projections,
-    feed-forward, LayerNorm, dropout), so those run on the N real pieces packed into (N, C)
-    instead of (B, T, C). With random batches of CoNLL sentences ~60% of a padded batch is padding:
-    packing skips it. Attention mixes the pieces of a row, so it needs rows back; it gets them in
-    `groups` of rows of similar length, each padded only to its own longest row. Padding costs
-    attention T² per row, and one long sentence made every row of the batch pay for 64²: in
-    groups, ~35% of the padded batch's attention work is left at 4 groups of 8 rows (measured on
-    CoNLL random batches).
-    """
-
-    def __init__(self, attention_mask, rows_per_group=8):
-        device = attention_mask.device
-        real = attention_mask.bool().cpu()  # small bookkeeping: on the CPU (one copy from a GPU)
-        self.B, self.T = B, T = real.shape
-        index = real.flatten().nonzero().squeeze(1)  # (N,) flat positions of real pieces
-        # slot[b * T + t]: where piece (b, t) sits in the packed (N, ...) tensor; padding points
-        # at piece 0, a stand-in that attention masks out (its value never reaches a real piece)
-        slot = torch.zeros(B * T, dtype=torch.long)
-        slot[index] = torch.arange(len(index))
-        ends = (real * torch.arange(1, T + 1)).amax(1)  # (B,) 1 + each row's last real piece
-        self.groups, offset = [], 0
-        spot = torch.zeros(B * T, dtype=torch.long)  # (b, t) -> its row in the groups, concatenated
-        for rows in ends.argsort(descending=True).split(rows_per_group):  # longest rows first
-            Tg = int(ends[rows[0]])
-            if Tg == 0:  # rows without a real piece (never from collate): nothing to attend
-                break
-            flat = (rows[:, None] * T + torch.arange(Tg)).flatten()  # (Bg * Tg,) positions in (B, T)
-            keep = real[rows, :Tg]
-            self.groups.append((slot[flat].to(device), len(rows), Tg,
-                                None if keep.all() else keep[:, None, None, :].to(device)))
-            spot[flat] = torch.arange(offset, offset + len(flat))
-            offset += len(flat)
-        self.index = index.to(device)
-        self.ungroup = spot[index].to(device)  # (N,) where each real piece sits in the groups
-
-    def pack(self, x):
-        """(B, T, ...) -> (N, ...): the real pieces only."""
-        return x.flatten(0, 1).index_select(0, self.index)
-
-    def unpack(self, x):
-        """(N, ...) -> (B, T, ...), zeros at the padded positions."""
-        out = x.new_zeros(self.B * self.T, *x.shape[1:])
-        return out.index_copy(0, self.index, x).view(self.B, self.T, *x.shape[1:])
-
-    def by_groups(self, fn, *xs):
-        """fn(*rows, keep) for each group of rows: xs are (N, C) packed, fn gets (Bg, Tg, C) and the
-        group's (Bg, 1, 1, Tg) keep mask (or None) and returns (Bg, Tg, C'). Returns (N, C')."""
-        ys = [fn(*(x.index_select(0, gather).view(Bg, Tg, -1) for x in xs), keep)
-              for gather, Bg, Tg, keep in self.groups]
-        return torch.cat([y.flatten(0, 1) for y in ys]).index_select(0, self.ungroup)
 
 
 class BertSelfAttention(nn.Module):

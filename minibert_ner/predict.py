@@ -28,11 +28,12 @@ import torch
 
 from .config import ConfigError, check_device
 from .data import DataError, Sentence, read_conll, write_conll
-from .device import keep_freed_memory, resolve_precision, set_threads
+from .device import resolve_precision, set_threads
+from .speed import keep_freed_memory
 from .distributed import gather_dicts, rank_and_world
 from .runs import load_ner_model
 from .scoring import get_chunks, score
-from .windows import batch_indices, collate, encode_sentences, merge_predictions
+from .windows import Windowing, batch_indices, collate, encode_sentences, merge_predictions
 
 
 @dataclass
@@ -113,7 +114,7 @@ class Tagger:
             raise TypeError(f"tag_words expects a list of sentences, each a list of words (non-empty str), "
                             f"not {_describe(sentences)}")
         unlabeled = [Sentence(list(words), [], "xx") for words in sentences]
-        windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, self.max_len, self.overlap, skip_id=self.skip_id)
+        windows = encode_sentences(unlabeled, self.tok, {}, {"xx": 0}, Windowing(self.max_len, self.overlap, self.skip_id))
         preds = predict_windows(self.model, windows, self.how, scores=True, progress=self.progress)
         merged = merge_predictions(windows, preds, unlabeled)
         return ([[self.model.labels[label] for label, _ in row] for row in merged],

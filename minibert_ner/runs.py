@@ -20,7 +20,6 @@ Crash safety. A run may be killed at any instant (SIGKILL, power, a time limit),
     trainer_state.pt, so the log always lists every epoch exactly once.
 Left out: keeping more than the best and the last checkpoint.
 """
-import hashlib
 import json
 import os
 import shutil
@@ -28,6 +27,7 @@ from pathlib import Path
 
 import torch
 
+from .files import write_json, write_text
 from .heads import NERModel
 from .model import BertConfig, BertConfigError
 from .tokenizer import says_lowercase
@@ -43,28 +43,6 @@ RUN_FILES = ("log.jsonl", "dev_f1.svg", "results.json")
 
 class RunError(ValueError):
     """A run folder that cannot be used as asked; the message says which folder and what to do."""
-
-
-# ---------------------------------------------------------------------------------------------
-# small atomic writers: every file of a run is written aside and renamed into place
-
-
-def write_text(path, text):
-    """Write a text file so that a reader sees the old or the new content, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json(path, obj):
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
-
-
-def file_fingerprint(path):
-    """{"bytes", "sha256"} of a data file: what --resume compares to notice other data."""
-    data = Path(path).read_bytes()
-    return {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,6 +277,20 @@ def read_resume_point(out):
     except Exception as error:  # torch raises RuntimeError, EOFError, pickle errors... for a cut file
         raise RunError(f"{last / 'trainer_state.pt'}: unreadable ({type(error).__name__}); {damaged}") from None
     return info, state
+
+
+def resume_point(out, resume, finished, log):
+    """With --resume, the point to continue the run in `out` from (see read_resume_point), or None for a
+    run killed before its first checkpoint (the caller starts afresh). A run that finished (its file
+    `finished` is there) but has no last/ cannot continue: an error that says what to do instead."""
+    point = read_resume_point(out) if resume else None
+    if resume and point is None:
+        if (Path(out) / finished).exists():
+            raise RunError(f"{out} holds a finished run ({finished}) but no last/ checkpoint to continue from; "
+                           f"pass --overwrite to train it again (the old run is kept until the new one's first "
+                           f"checkpoint), or another --out")
+        log(f"--resume: {out} has no checkpoint yet (killed before its first one?): starting from the beginning")
+    return point
 
 
 def compare_runs(saved, now, allowed, folder):

@@ -22,13 +22,14 @@ lowercasing) are named xfail tests in tests/test_tokenizer.py; none occurs in ou
 import argparse
 import functools
 import json
-import os
 import re
 import sys
 import unicodedata
 from pathlib import Path
 
 from tokenizers import AddedToken, Tokenizer, models, normalizers, pre_tokenizers
+
+from .files import write_text
 
 # The five tokens BERT needs. Their ids are looked up in the vocab, never assumed.
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -428,11 +429,7 @@ def train_vocab(words, vocab_size, path):
     vocab = learn_vocab(words, vocab_size)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Written aside, then renamed in one step: a reader (another process, a resumed run) never
-    # sees it half written.
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(token + "\n" for token in vocab), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text(path, "".join(token + "\n" for token in vocab))  # a reader never sees it half written
     return path
 
 

@@ -31,16 +31,19 @@ from torch.nn.parallel import DistributedDataParallel
 from . import hub, runs
 from .config import DEMO_VOCAB_SIZE, TINY_BERT, ConfigError, TrainConfig, check_config, run_info
 from .data import DataError, build_label_list, check_labels, read_conll, read_text, unknown_tags_to_o
-from .device import keep_freed_memory, resolve_precision, set_threads
+from .device import resolve_precision, set_threads
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
-from .heads import NERModel, PrefixCache, cloze_loss, init_cloze_head, ner_loss
+from .files import write_json
+from .heads import NERModel, cloze_loss, init_cloze_head, ner_loss
 from .model import BertConfig, BertModel
 from .predict import Inference, evaluate
 from .scoring import format_report, score
+from .speed import PrefixCache, keep_freed_memory
 from .tokenizer import WordPieceTokenizer, learn_vocab
 from .unigram import load_tokenizer
 from .weights import check_vocab_size, load_bert, read_mlm_head
-from .windows import IGNORE_INDEX, batch_indices, cloze_mask, collate, encode_sentences, predictive_cloze_mask
+from .windows import (IGNORE_INDEX, MaskVocab, Windowing, batch_indices, cloze_mask, collate, encode_sentences,
+                      predictive_cloze_mask)
 
 __all__ = ["TrainConfig", "ConfigError", "train", "prepare", "get_lr", "make_optimizer", "optimizer_step", "resolve_precision",
            "TrainerState", "aux_losses", "main"]
@@ -147,9 +150,8 @@ def prepare(cfg, log):
     # language ids: the LI head's languages first; dev/test-only languages after them (never an LI target)
     others = sorted({lang for lang, _ in cfg.dev + cfg.test} - set(languages))
     lang_ids = {l: i for i, l in enumerate(languages + others)}
-    skip_id = tok.metaspace_id if cfg.label_piece == "content" else None
-    enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, lang_ids,
-                                     cfg.max_len, cfg.overlap, skip_id=skip_id)
+    how = Windowing(cfg.max_len, cfg.overlap, tok.metaspace_id if cfg.label_piece == "content" else None)
+    enc = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, lang_ids, how)
     # dev/test windows need a label id for every word: unknown tags become "O" there, while the
     # scorer keeps the original tags (such entities count as missed)
     held_out = lambda sets: {k: (v, enc(unknown_tags_to_o(v, labels))) for k, v in sets.items()}
@@ -260,15 +262,9 @@ def open_run_folder(cfg, rank, log):
         for note in runs.recover(out) if cfg.resume or cfg.overwrite else []:
             log(f"{out}: {note}")
     barrier()  # the other processes read the folder once rank 0 has tidied it
-    point = runs.read_resume_point(out) if cfg.resume else None
-    if cfg.resume and point is None:
-        if (out / "results.json").exists():
-            raise runs.RunError(f"{out} holds a finished run (results.json) but no last/ checkpoint to continue "
-                                f"from; pass --overwrite to train it again (the old run is kept until the new "
-                                f"one's first checkpoint), or another --out")
-        log(f"--resume: {out} has no checkpoint yet (killed during its first epoch?): starting from the beginning")
-        if rank == 0:
-            runs.clear_run(out)
+    point = runs.resume_point(out, cfg.resume, "results.json", log)
+    if cfg.resume and point is None and rank == 0:
+        runs.clear_run(out)  # killed during its first epoch: what it left is of no use
     if point is not None:
         saved = point[0]  # a setting added after the run was saved: it ran with the default
         saved = dict(saved, config={**run_info(TrainConfig())["config"], **saved["config"]})
@@ -308,8 +304,7 @@ def aux_losses(model, batch, cfg, tok, gen, source_languages=None):
     ids, mask = batch.input_ids, batch.attention_mask
     masked, targets = ids, None
     if "CL" in cfg.aux:  # random cloze: 15% of pieces, BERT's 80/10/10
-        specials = [tok.cls_token_id, tok.sep_token_id, tok.pad_token_id]
-        masked, targets = cloze_mask(ids, mask, specials, tok.mask_token_id, len(tok), cfg.mask_p, gen)
+        masked, targets = cloze_mask(ids, mask, MaskVocab.of(tok), cfg.mask_p, gen)
     elif "PC" in cfg.aux:  # predictive cloze: mask what the current NER model calls an entity
         was_training = model.training
         model.eval()  # decode deterministically, as the model would at test time
@@ -561,7 +556,7 @@ def test_best(loop):
         results["test"][lang] = s.f1
         log(f"\n== test {lang} (best epoch {state.best_epoch}) ==\n{format_report(s)}")
     if rank_and_world()[0] == 0:
-        runs.write_json(Path(cfg.out) / "results.json", results)
+        write_json(Path(cfg.out) / "results.json", results)
     chosen = f"dev F1 {state.best_f1 * 100:.2f}" if run.dev else "the last epoch: no dev data"
     log(f"\nbest model: {best} (epoch {state.best_epoch}, {chosen})\ntag text with it:\n"
         f"  python -m minibert_ner.predict --model {cfg.out} \"Angela Merkel besuchte Paris .\"")

@@ -21,7 +21,6 @@ mapped pages to the peak), and refuses NaN or inf weights. Here, every tensor's 
 Saving writes Hugging Face's layout (`bert.` prefix, `config.json`) so `transformers` can load what
 we train. Left out: sharded checkpoints (`model-0000x-of-0000y.safetensors`), PyTorch `.bin` pickles.
 """
-import json
 import os
 import sys
 from dataclasses import dataclass, field, replace
@@ -30,7 +29,9 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
+from .files import write_json, written_aside
 from .model import BertConfig, BertModel
+
 # the file format and its checks live in safetensors_file.py; re-exported here for callers
 from .safetensors_file import DTYPES, CheckpointError, check_finite, read_header, read_into, read_rows_into, read_tensors
 
@@ -237,8 +238,6 @@ def check_vocab_size(tok, config, folder):
 
 def save_safetensors(tensors, path, metadata=None):
     """Write tensors atomically (a crash mid-write leaves the old file intact)."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
     # safetensors refuses tensors that share memory (a tied decoder): store contiguous copies
     seen, clean = set(), {}
     for k, t in tensors.items():
@@ -246,11 +245,11 @@ def save_safetensors(tensors, path, metadata=None):
         ptr = t.untyped_storage().data_ptr()
         clean[k] = t.clone() if ptr in seen else t
         seen.add(ptr)
-    save_file(clean, str(tmp), metadata={"format": "pt", **(metadata or {})})
-    umask = os.umask(0)  # safetensors writes 0600; the rest of a model folder is 0666 minus the umask
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    with written_aside(path) as tmp:
+        save_file(clean, str(tmp), metadata={"format": "pt", **(metadata or {})})
+        umask = os.umask(0)  # safetensors writes 0600; the rest of a model folder is 0666 minus the umask
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
 
 
 def hf_config(config, **extra):
@@ -273,7 +272,5 @@ def save_bert(model, folder, prefix="", extra_tensors=None, **config_extra):
     save_safetensors(tensors, folder / "model.safetensors")
     cfg = hf_config(model.config, architectures=config_extra.pop("architectures", ["BertModel"]),
                     **config_extra)
-    tmp = folder / "config.json.tmp"
-    tmp.write_text(json.dumps(cfg, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "config.json")
+    write_json(folder / "config.json", cfg)
     return folder

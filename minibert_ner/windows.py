@@ -84,7 +84,18 @@ def tagged_pieces(piece_ids, word_index, skip_id=None):
     return first
 
 
-def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, max_len=64, overlap=8, *, skip_id=None):
+@dataclass(frozen=True)
+class Windowing:
+    """How a sentence is cut into windows: at most max_len positions ([CLS] and [SEP] included)
+    overlapping by `overlap` pieces (the paper: 64 and 8). skip_id: a piece a word's tag never sits
+    on (train --label-piece content: the bare '▁' of SentencePiece); None is the paper's rule, the
+    word's first piece."""
+    max_len: int = 64
+    overlap: int = 8
+    skip_id: int | None = None
+
+
+def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, how=Windowing()):
     """Tokenise, label and window every sentence -> list[Window] in sentence order.
 
     Training labels: a word's label goes on its first piece (see tagged_pieces) in EVERY window
@@ -113,9 +124,9 @@ def encode_sentences(sentences, tokenizer, label_to_id, lang_to_id, max_len=64, 
             label_ids.append(label_to_id[tag])
         if sentence.lang not in lang_to_id:
             raise ValueError(f"{_where(sentence)}: unknown language {sentence.lang!r}")
-        spans = split_windows(piece_ids, word_index, max_len, overlap)
-        owner = _owners(spans, len(piece_ids), overlap)
-        first = tagged_pieces(piece_ids, word_index, skip_id)
+        spans = split_windows(piece_ids, word_index, how.max_len, how.overlap)
+        owner = _owners(spans, len(piece_ids), how.overlap)
+        first = tagged_pieces(piece_ids, word_index, how.skip_id)
         for k, (start, end) in enumerate(spans):
             pieces = range(start, end)
             labels = [label_ids[word_index[p]] if first[p] and label_ids else IGNORE_INDEX
@@ -220,8 +231,20 @@ def batch_indices(lengths, batch_size, shuffle=True, bucket=True, generator=None
     return batches
 
 
-def cloze_mask(input_ids, attention_mask, special_ids, mask_id, vocab_size, p=0.15,
-               generator=None):
+@dataclass(frozen=True)
+class MaskVocab:
+    """What masking needs of a vocabulary: the pieces never masked, the [MASK] id, the vocabulary size
+    (random replacements are drawn from it)."""
+    special_ids: tuple
+    mask_id: int
+    size: int
+
+    @classmethod
+    def of(cls, tok):
+        return cls((tok.cls_token_id, tok.sep_token_id, tok.pad_token_id), tok.mask_token_id, len(tok))
+
+
+def cloze_mask(input_ids, attention_mask, vocab, p=0.15, generator=None):
     """The CL task's random masking m_p -> (masked_input_ids, targets), both (B, T).
 
     Each real, non-special piece is chosen with probability p; targets hold the original id there
@@ -233,7 +256,7 @@ def cloze_mask(input_ids, attention_mask, special_ids, mask_id, vocab_size, p=0.
     `generator` must live on input_ids' device.
     """
     device = input_ids.device
-    specials = torch.tensor(sorted(set(special_ids)), dtype=input_ids.dtype, device=device)
+    specials = torch.tensor(sorted(set(vocab.special_ids)), dtype=input_ids.dtype, device=device)
     eligible = attention_mask.bool() & ~torch.isin(input_ids, specials)  # (B, T)
     chosen = (torch.rand(input_ids.shape, generator=generator, device=device) < p) & eligible
     # rows with eligible pieces but no choice: pick one eligible piece uniformly at random
@@ -244,10 +267,10 @@ def cloze_mask(input_ids, attention_mask, special_ids, mask_id, vocab_size, p=0.
     targets = input_ids.masked_fill(~chosen, IGNORE_INDEX)
     # one draw decides the fate of each chosen piece: [0, .8) mask, [.8, .9) random, [.9, 1) keep
     fate = torch.rand(input_ids.shape, generator=generator, device=device)
-    random_ids = torch.randint(vocab_size, input_ids.shape, generator=generator, device=device,
+    random_ids = torch.randint(vocab.size, input_ids.shape, generator=generator, device=device,
                                dtype=input_ids.dtype)
     masked = input_ids.clone()
-    masked[chosen & (fate < 0.8)] = mask_id
+    masked[chosen & (fate < 0.8)] = vocab.mask_id
     replace = chosen & (fate >= 0.8) & (fate < 0.9)
     masked[replace] = random_ids[replace]
     return masked, targets

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from minibert_ner.heads import NERModel, PrefixCache, cloze_loss, ner_loss
+from minibert_ner.heads import NERModel, cloze_loss, ner_loss
 from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.train import TrainConfig, make_optimizer
 
@@ -109,32 +109,6 @@ def test_frozen_path_equals_full_forward():
     torch.testing.assert_close(model.encode(ids, mask), full, rtol=0, atol=0)
     torch.testing.assert_close(model.encode(ids, mask, prefix=model.frozen_prefix(ids, mask)), full,
                                rtol=0, atol=0)
-
-
-def test_prefix_cache_serves_the_frozen_output_and_keeps_names_apart():
-    from types import SimpleNamespace
-    model = tiny_model(2).train()  # training mode: the frozen part must still be deterministic
-    ids, mask, _ = batch()
-    calls = []
-    real = model.frozen_prefix
-    model.frozen_prefix = lambda *a: calls.append(1) or real(*a)
-    cache = PrefixCache(budget_gb=1)
-    b = SimpleNamespace(input_ids=ids, attention_mask=mask, index=[0, 1, 2, 3])
-    first = cache.prefix(model, b, "train")
-    again = cache.prefix(model, b, "train")  # from the cache: no frozen compute
-    assert len(calls) == 1
-    real_pos = mask.bool()
-    torch.testing.assert_close(again[real_pos], first[real_pos], rtol=0, atol=0)
-    assert (again[~real_pos] == 0).all()  # padding is zero-filled, and masked out downstream
-    # the same indices under another name are other windows: computed, not served from "train"
-    other = SimpleNamespace(input_ids=ids.flip(0), attention_mask=mask.flip(0), index=[0, 1, 2, 3])
-    torch.testing.assert_close(cache.prefix(model, other, "dev-en"), real(ids.flip(0), mask.flip(0)))
-    assert len(calls) == 2
-    # a budget too small for any row: nothing is kept, every call computes
-    tiny = PrefixCache(budget_gb=1e-9)
-    tiny.prefix(model, b)
-    tiny.prefix(model, b)
-    assert len(calls) == 4 and tiny.used == 0
 
 
 def test_heads_shapes_and_losses():

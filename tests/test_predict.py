@@ -175,7 +175,7 @@ def test_a_model_trained_with_the_content_rule_is_read_at_the_same_pieces(tmp_pa
     assert tagger.skip_id == tagger.tok.metaspace_id is not None
     words = ["Paris", "."]
     windows = predict.encode_sentences([predict.Sentence(words, [], "xx")], tagger.tok, {}, {"xx": 0},
-                                       skip_id=tagger.skip_id)
+                                       predict.Windowing(skip_id=tagger.skip_id))
     pieces = tagger.tok.convert_ids_to_tokens(windows[0].input_ids)
     read_at = [p for p, scored in zip(pieces, windows[0].scored) if scored]
     assert "▁" in pieces and "▁" not in read_at and len(read_at) == len(words)

@@ -212,30 +212,20 @@ def test_edge_case_parity_cased(mbert, name):
 
 # Known divergences. Each is strict: if a tokenizers release fixes one, the test turns red.
 
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="tokenizers' is_control uses is_other(), which includes private use (Co): "
-                          "fast deletes U+E000 ('ab'), slow keeps it ('[UNK]')")
-def test_divergence_private_use_char(mbert):
+def divergence(text, reason):
+    return pytest.param(text, marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=reason))
+
+
+@pytest.mark.parametrize("text", [
+    divergence("a\ue000b", "tokenizers' is_control uses is_other(), which includes private use (Co): "
+                           "fast deletes U+E000 ('ab'), slow keeps it ('[UNK]')"),
+    divergence("x\U0002B820y", "tokenizers' CJK range starts at 0x2B920 instead of 0x2B820, so "
+                               "U+2B820..U+2B91F are not isolated: fast '[UNK]', slow 'x [UNK] y'"),
+    divergence("a\u2e4fb", "tokenizers' punctuation tables predate Unicode 11: U+2E4F (Po) is not "
+                           "split by fast ('[UNK]'), but is by Python 3.11's unicodedata ('a [UNK] b')"),
+], ids=["private-use", "cjk-range-typo", "new-unicode-punctuation"])
+def test_known_divergence(mbert, text):
     tokenizer, reference = mbert
-    text = "a\ue000b"
-    assert tokenizer.tokenize(text) == reference.encode(text, add_special_tokens=False).tokens
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="tokenizers' CJK range starts at 0x2B920 instead of 0x2B820, so "
-                          "U+2B820..U+2B91F are not isolated: fast '[UNK]', slow 'x [UNK] y'")
-def test_divergence_cjk_range_typo(mbert):
-    tokenizer, reference = mbert
-    text = "x\U0002B820y"
-    assert tokenizer.tokenize(text) == reference.encode(text, add_special_tokens=False).tokens
-
-
-@pytest.mark.xfail(strict=True, raises=AssertionError,
-                   reason="tokenizers' punctuation tables predate Unicode 11: U+2E4F (Po) is not "
-                          "split by fast ('[UNK]'), but is by Python 3.11's unicodedata ('a [UNK] b')")
-def test_divergence_new_unicode_punctuation(mbert):
-    tokenizer, reference = mbert
-    text = "a\u2e4fb"
     assert tokenizer.tokenize(text) == reference.encode(text, add_special_tokens=False).tokens
 
 

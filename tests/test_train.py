@@ -1,6 +1,5 @@
 """The training loop end to end on the bundled sample, with a tiny random BERT (seconds per run)."""
 import json
-import platform
 import subprocess
 import sys
 from dataclasses import replace
@@ -21,7 +20,7 @@ from minibert_ner.predict import Inference, evaluate
 from minibert_ner.device import resolve_precision
 from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, train
 from minibert_ner.weights import read_tensors
-from minibert_ner.windows import collate, encode_sentences
+from minibert_ner.windows import Windowing, collate, encode_sentences
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -158,28 +157,6 @@ def test_auto_precision_is_bf16_only_where_the_cpu_computes_it(monkeypatch, nati
     assert resolve_precision("fp32", torch.device("cpu"))[0] == "fp32"  # asked: kept
 
 
-FRESH_TENSOR_FAULTS = """
-import resource, sys, torch
-from minibert_ner.train import keep_freed_memory  # as the commands run it: after the library is imported
-if sys.argv[1] == "keep":
-    assert keep_freed_memory()
-for _ in range(3):  # 64 MB, allocated and touched: the first rounds may fault the heap in
-    torch.ones(2**24)
-f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    torch.ones(2**24)  # allocated, written, freed: as a training step does with its activations
-print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
-"""
-
-
-@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
-def test_keep_freed_memory_lets_the_next_step_reuse_pages_without_faults():
-    faults = {how: int(subprocess.run([sys.executable, "-c", FRESH_TENSOR_FAULTS, how], capture_output=True,
-                                      text=True, check=True).stdout) for how in ("default", "keep")}
-    assert faults["default"] > 5 * 16384 * 0.9  # glibc gives the 64 MB back: every page faults again
-    assert faults["keep"] < 16384 // 2, faults  # not even half of one tensor's pages
-
-
 def test_threads_option_sets_torch_threads(tmp_path):
     before = torch.get_num_threads()
     want = 2 if before == 1 else 1  # differs from the current setting, so the test can fail
@@ -227,7 +204,7 @@ def target_batch(tmp_path, aux, **kw):
                      languages=["en", "nl"], cloze=True)
     # short windows, so that some start in the middle of a word
     windows = encode_sentences(unlabeled, tok, {l: i for i, l in enumerate(labels)}, {"en": 0, "nl": 1},
-                               max_len=12, overlap=4)
+                               Windowing(max_len=12, overlap=4))
     return model, tok, collate(windows, tok.pad_token_id), TrainConfig(aux=aux, **kw)
 
 

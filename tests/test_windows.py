@@ -5,7 +5,7 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from minibert_ner.windows import (IGNORE_INDEX, tagged_pieces, Batch, batch_indices, cloze_mask, collate,
+from minibert_ner.windows import (IGNORE_INDEX, MaskVocab, Windowing, tagged_pieces, Batch, batch_indices, cloze_mask, collate,
                                   encode_sentences, merge_predictions, predictive_cloze_mask,
                                   split_windows)
 
@@ -41,7 +41,7 @@ class FakeTokenizer:
 
 
 def encode(sentences, **kwargs):
-    return encode_sentences(sentences, FakeTokenizer(), LABEL_TO_ID, LANG_TO_ID, **kwargs)
+    return encode_sentences(sentences, FakeTokenizer(), LABEL_TO_ID, LANG_TO_ID, Windowing(**kwargs))
 
 
 # ---------------------------------------------------------------- split_windows
@@ -280,7 +280,7 @@ def random_batch(B=512, T=64, vocab_size=1000, seed=0):
 def test_cloze_mask_rates_and_positions():
     input_ids, attention_mask = random_batch()
     original = input_ids.clone()
-    masked, targets = cloze_mask(input_ids, attention_mask, [PAD, CLS, SEP, MASK], MASK, 1000,
+    masked, targets = cloze_mask(input_ids, attention_mask, MaskVocab((PAD, CLS, SEP, MASK), MASK, 1000),
                                  generator=torch.Generator().manual_seed(1))
     assert torch.equal(input_ids, original)  # inputs are not modified in place
     eligible = (attention_mask == 1) & (input_ids != CLS) & (input_ids != SEP)
@@ -301,10 +301,10 @@ def test_cloze_mask_forces_one_target_per_row_and_is_seeded():
     input_ids = torch.tensor([[CLS, 50, SEP, PAD], [CLS, SEP, PAD, PAD]])
     attention_mask = (input_ids != PAD).long()
     for seed in range(20):
-        masked, targets = cloze_mask(input_ids, attention_mask, [PAD, CLS, SEP], MASK, 100,
+        masked, targets = cloze_mask(input_ids, attention_mask, MaskVocab((PAD, CLS, SEP), MASK, 100),
                                      generator=torch.Generator().manual_seed(seed))
         assert targets.tolist() == [[IGNORE_INDEX, 50, IGNORE_INDEX, IGNORE_INDEX], [IGNORE_INDEX] * 4]
-    args = (*random_batch(B=8), [PAD, CLS, SEP], MASK, 1000)
+    args = (*random_batch(B=8), MaskVocab((PAD, CLS, SEP), MASK, 1000))
     first = cloze_mask(*args, generator=torch.Generator().manual_seed(3))
     second = cloze_mask(*args, generator=torch.Generator().manual_seed(3))
     assert all(torch.equal(a, b) for a, b in zip(first, second))

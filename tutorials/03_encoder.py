@@ -92,7 +92,7 @@ assert report.warnings == []
 # `BertModel.forward` is this loop. Tokenize a sentence, add `[CLS]` and `[SEP]`, and run it by
 # hand. (MiniLM is *uncased*: its tokenizer lowercases first.) One difference: when a batch has
 # padding, `forward` runs the piece-by-piece parts of each layer on the real pieces only
-# (`model.Unpadded`), so it returns zeros at padded positions where our loop leaves values
+# (`speed.Unpadded`), so it returns zeros at padded positions where our loop leaves values
 # that nobody reads.
 
 # %%

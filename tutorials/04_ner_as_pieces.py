@@ -22,7 +22,7 @@ from minibert_ner.data import (Sentence, iob1_to_iob2, iob2_to_iob1, mbert_vocab
 
 from minibert_ner.scoring import get_chunks, score  # noqa: E402
 from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab  # noqa: E402
-from minibert_ner.windows import IGNORE_INDEX, encode_sentences, merge_predictions, split_windows  # noqa: E402
+from minibert_ner.windows import IGNORE_INDEX, Windowing, encode_sentences, merge_predictions, split_windows  # noqa: E402
 
 SHARED = shared_data_dir()  # ../shared/data, or $MINIBERT_SHARED_DATA
 MBERT = mbert_vocab_path()
@@ -82,7 +82,7 @@ long = max(sample, key=lambda s: len(tok.encode_words(s.words)[0]))  # the sampl
 n_pieces = len(tok.encode_words(long.words)[0])
 spans = split_windows(*tok.encode_words(long.words), max_len=64, overlap=8)
 long_labels = {tag: i for i, tag in enumerate(["O", *sorted(set(long.tags) - {"O"})])}
-windows = encode_sentences([long], tok, long_labels, {"de": 0}, max_len=64, overlap=8)
+windows = encode_sentences([long], tok, long_labels, {"de": 0}, Windowing(max_len=64, overlap=8))
 print(f"{len(long.words)} words, {n_pieces} pieces -> spans {spans}")
 
 # %%

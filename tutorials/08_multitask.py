@@ -28,7 +28,7 @@ from minibert_ner.model import BertConfig, BertModel  # noqa: E402
 from minibert_ner.scoring import get_chunks  # noqa: E402
 from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab  # noqa: E402
 from minibert_ner.train import TrainConfig, aux_losses, make_optimizer  # noqa: E402
-from minibert_ner.windows import IGNORE_INDEX, cloze_mask, collate, encode_sentences, predictive_cloze_mask  # noqa: E402
+from minibert_ner.windows import IGNORE_INDEX, MaskVocab, cloze_mask, collate, encode_sentences, predictive_cloze_mask  # noqa: E402
 
 torch.manual_seed(0)
 SAMPLE, LANGS = REPO / "data" / "sample", ["de", "en", "es", "nl", "ru"]
@@ -51,9 +51,9 @@ encode = lambda sentences: encode_sentences(sentences, tok, {t: i for i, t in en
 # %%
 sentence = read_conll(SAMPLE / "nl" / "dev.txt")[3]  # we use its tags only to show masks
 batch = collate(encode([sentence]), tok.pad_token_id)
-specials = [tok.cls_token_id, tok.sep_token_id, tok.pad_token_id]
+vocab = MaskVocab.of(tok)  # [CLS], [SEP] and padding are never masked
 gen = torch.Generator().manual_seed(3)
-masked, targets = cloze_mask(batch.input_ids, batch.attention_mask, specials, tok.mask_token_id, len(tok), 0.15, gen)
+masked, targets = cloze_mask(batch.input_ids, batch.attention_mask, vocab, 0.15, gen)
 show = lambda ids: " ".join(tok.convert_ids_to_tokens(ids.tolist()))  # noqa: E731
 print("input :", show(batch.input_ids[0]))
 print("masked:", show(masked[0]))
@@ -64,9 +64,9 @@ print("masked:", show(masked[0]))
 
 # %%
 big = collate(encode(unlabeled), tok.pad_token_id)
-m, t = cloze_mask(big.input_ids, big.attention_mask, specials, tok.mask_token_id, len(tok), 0.15, gen)
+m, t = cloze_mask(big.input_ids, big.attention_mask, vocab, 0.15, gen)
 chosen = t != IGNORE_INDEX
-eligible = big.attention_mask.bool() & ~torch.isin(big.input_ids, torch.tensor(specials))
+eligible = big.attention_mask.bool() & ~torch.isin(big.input_ids, torch.tensor(vocab.special_ids))
 print(f"chosen {chosen.sum() / eligible.sum():.1%} of pieces; [MASK] at {(m[chosen] == tok.mask_token_id).float().mean():.0%} of them")
 
 # %%

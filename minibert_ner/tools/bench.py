@@ -36,7 +36,8 @@ import torch
 from .. import hub
 from ..config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
 from ..data import SAMPLE_DIR, build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
-from ..device import keep_freed_memory, native_bf16, resolve_device
+from ..device import native_bf16, resolve_device
+from ..speed import keep_freed_memory
 from ..heads import NERModel, ner_loss
 from ..model import BertConfig, BertModel
 from ..predict import Inference, predict_windows
@@ -46,7 +47,7 @@ from ..tokenizer import WordPieceTokenizer, train_vocab
 from ..train import get_lr, make_optimizer, optimizer_step, prepare, train
 from ..unigram import UnigramTokenizer, load_tokenizer
 from ..weights import load_bert, save_bert
-from ..windows import batch_indices, collate, encode_sentences, merge_predictions
+from ..windows import Windowing, batch_indices, collate, encode_sentences, merge_predictions
 
 REPO = Path(__file__).resolve().parents[2]
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
@@ -587,10 +588,10 @@ def section_epoch(ctx):
 
 
 def section_cache(ctx):
-    """#frz = k with the frozen-prefix cache (heads.PrefixCache) on and off: first, training steps
+    """#frz = k with the frozen-prefix cache (speed.PrefixCache) on and off: first, training steps
     on identical batches whose prefixes are already cached (what every epoch after the first
     runs), interleaved; then, unless --cache-epochs 0, whole train() runs one after the other."""
-    from ..heads import PrefixCache
+    from ..speed import PrefixCache
     a = ctx.args
     frz = a.frz if a.frz >= 0 else BertConfig.from_json(ctx.folder / "config.json").num_hidden_layers // 2
     batches, dtype = training_batches(ctx), DTYPES[a.precision[0]]
@@ -873,7 +874,7 @@ def run(args):
             folder, tok = trimmed_copy(folder, tok, train_sentences + test, work / "trimmed")
             what += f", vocabulary trimmed to the corpus's {len(tok):,} pieces (--trim-vocab)"
         safe = unknown_tags_to_o(test, labels)
-        encode = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, {"en": 0}, args.max_len)
+        encode = lambda s: encode_sentences(s, tok, {l: i for i, l in enumerate(labels)}, {"en": 0}, Windowing(args.max_len))
         ctx = argparse.Namespace(args=args, device=device, peer=has_peer, work=work, paths=paths, folder=folder,
                                  lowercase=lowercase, labels=labels, tok=tok, train=train_sentences, test=test,
                                  train_windows=encode(train_sentences), test_windows=encode(safe))

@@ -14,10 +14,10 @@ import os
 import sys
 import urllib.error
 import urllib.request
-import warnings
 from collections import Counter
 from pathlib import Path
 
+from ..cli import run_command
 from ..data import DataError, detect_scheme, read_conll, starts_chunk
 from . import ontonotes
 
@@ -114,36 +114,26 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     if args.command == "convert":
         return ontonotes.convert_command(args)
-    # Warnings (e.g. a UTF-8 file read as latin-1) print as one line each, like the errors.
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        status = _run(args)
-    for warning in caught:
-        print(f"warning: {warning.message}", file=sys.stderr)
-    return status
+    return run_command(lambda: _run(args))  # a bad file: one line naming it, exit 2; warnings one line each
 
 
 def _run(args) -> int:
-    try:
-        if args.command == "list":
-            for name, dataset in load_manifest().items():
-                print(f"{name}  [{dataset['lang']}, {dataset['scheme']}]  {dataset['official']}")
-                print(f"    terms: {dataset['licence']}")
-                for entry in dataset["files"]:
-                    count = f"{entry['sentences']} sentences" if entry.get("sentences") else "-"
-                    print(f"    {entry['split']:5} {entry['file']:22} {count:18} {entry.get('url') or entry['note']}")
-        elif args.command == "download":
-            for path in download(args.name, args.to):
-                print(path)
-        else:
-            for path in args.files:
-                print(describe(path, encoding=args.encoding))
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except OSError as err:  # e.g. a --to folder that cannot be written
-        print(f"error: {err.filename}: {err.strerror}; choose a folder you can write to", file=sys.stderr)
-        return 2
+    if args.command == "list":
+        for name, dataset in load_manifest().items():
+            print(f"{name}  [{dataset['lang']}, {dataset['scheme']}]  {dataset['official']}")
+            print(f"    terms: {dataset['licence']}")
+            for entry in dataset["files"]:
+                count = f"{entry['sentences']} sentences" if entry.get("sentences") else "-"
+                print(f"    {entry['split']:5} {entry['file']:22} {count:18} {entry.get('url') or entry['note']}")
+    elif args.command == "download":
+        try:
+            paths = download(args.name, args.to)
+        except OSError as err:  # e.g. a --to folder that cannot be written
+            raise DataError(f"{err.filename}: {err.strerror}; choose a folder you can write to") from None
+        print("\n".join(map(str, paths)))
+    else:
+        for path in args.files:
+            print(describe(path, encoding=args.encoding))
     return 0
 
 

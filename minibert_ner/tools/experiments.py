@@ -350,13 +350,9 @@ def weights_sha256(model, out=None):
     what OUT/model.json recorded, so that saved runs can be re-printed."""
     if not model:
         return ""
-    try:
-        folder = hub.model_folder(model, log=lambda message: None)
-    except hub.ModelNotFound:
-        recorded = recorded_model(model, out)
-        if recorded:
-            return recorded["weights_sha256"]
-        raise
+    folder, recorded = find_model(model, out)
+    if recorded:
+        return recorded["weights_sha256"]
     digest = hashlib.sha256()
     with open(folder / hub.WEIGHTS, "rb") as f:
         for block in iter(lambda: f.read(1 << 24), b""):
@@ -528,6 +524,18 @@ def recorded_model(model, out):
     return record if record.get("model") == model else None
 
 
+def find_model(model, out=None):
+    """(--model's folder, None); without the folder (None, what OUT/model.json recorded of it), so that
+    saved runs can be re-printed; neither: hub.ModelNotFound."""
+    try:
+        return hub.model_folder(model, log=lambda message: None), None
+    except hub.ModelNotFound:
+        recorded = recorded_model(model, out)
+        if recorded:
+            return None, recorded
+        raise
+
+
 def count_layers(model, dry_run=False, out=None):
     """Encoder layers of --model (a folder or a hub id); "" is the random demo BERT. A dry run does not
     download: a hub id not in the cache counts as mBERT's 12 layers. Without the folder: what
@@ -535,15 +543,14 @@ def count_layers(model, dry_run=False, out=None):
     if not model:
         return TINY_BERT["num_hidden_layers"]
     try:
-        folder = hub.model_folder(model, log=lambda message: None)
+        folder, recorded = find_model(model, out)
     except hub.ModelNotFound:
-        recorded = recorded_model(model, out)
-        if recorded:
-            return recorded["n_layers"]
         if dry_run and not Path(model).exists() and hub.HUB_NAME_PART.fullmatch(model.split("/")[-1]) \
                 and ".." not in model and not model.startswith((".", "/", "~")):
             return 12  # a hub id, not downloaded for a dry run: mBERT's depth
         raise
+    if recorded:
+        return recorded["n_layers"]
     return json.loads((folder / "config.json").read_text())["num_hidden_layers"]
 
 

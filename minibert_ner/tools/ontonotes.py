@@ -38,6 +38,7 @@ import re
 import sys
 from pathlib import Path
 
+from ..cli import run_command
 from ..data import DataError, Sentence, infer_lang, iob2_to_iob1, starts_chunk, write_conll
 
 # The 18 OntoNotes 5.0 entity types, the same in English, Chinese and Arabic.
@@ -207,11 +208,11 @@ def add_convert_arguments(p):
 
 def convert_command(a) -> int:
     """Run `convert` with parsed options; 2 and one line for a malformed file."""
-    try:
-        sentences = convert(a.files, a.out, a.lang, a.arabic)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(lambda: _convert(a))
+
+
+def _convert(a) -> int:
+    sentences = convert(a.files, a.out, a.lang, a.arabic)
     entities = sum(starts_chunk(previous, tag) for s in sentences for previous, tag in zip(["O"] + s.tags, s.tags))
     print(f"{a.out}: {len(sentences)} sentences, {sum(len(s.words) for s in sentences)} tokens, "
           f"{entities} entities", file=sys.stderr)

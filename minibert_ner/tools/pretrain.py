@@ -41,14 +41,16 @@ import torch
 from .. import hub, runs
 from ..cli import parse_files, run_command
 from ..config import check_device
-from ..device import keep_freed_memory, resolve_device, resolve_precision, set_threads
+from ..device import resolve_device, resolve_precision, set_threads
+from ..files import write_json, write_text
 from ..heads import NERModel, cloze_loss, init_cloze_head
 from ..model import BertConfig, BertModel
+from ..speed import keep_freed_memory
 from ..tokenizer import WordPieceTokenizer, learn_vocab
 from ..train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, optimizer_step
 from ..unigram import load_tokenizer
 from ..weights import check_vocab_size, load_bert, read_mlm_head, save_bert
-from ..windows import IGNORE_INDEX, cloze_mask
+from ..windows import IGNORE_INDEX, MaskVocab, cloze_mask
 from . import corpus
 
 MODEL_FILES = ("config.json", "model.safetensors")  # + the tokenizer's files (tokenizer_files)
@@ -231,8 +233,7 @@ def evaluate(run):
     scores = {}
     for lang, batch in run.heldout.items():
         ids, mask = batch.input_ids.to(device), batch.attention_mask.to(device)
-        masked, targets = cloze_mask(ids, mask, [tok.cls_token_id, tok.sep_token_id, tok.pad_token_id],
-                                     tok.mask_token_id, len(tok), run.cfg.mask_p, g)
+        masked, targets = cloze_mask(ids, mask, MaskVocab.of(tok), run.cfg.mask_p, g)
         with torch.autocast(device.type, dtype=run.dtype, enabled=run.dtype != torch.float32):
             logits = model.cloze_logits(model.encode(masked, mask), targets)  # (N, V): masked pieces only
         picked = targets[targets != IGNORE_INDEX]
@@ -263,7 +264,7 @@ def checkpoint(run, state):
     tmp = run.out / "last.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     save_model(tmp, run.model, run.tok, dict(pretrain=run.info["config"], step=state.step))
-    runs.write_json(tmp / "run.json", run.info)
+    write_json(tmp / "run.json", run.info)
     torch.save(state.state_dict(), tmp / "trainer_state.pt")
     runs.swap_in(tmp, run.out / "last")
     for name in [*MODEL_FILES, *run.tok.tokenizer_files(0)]:
@@ -275,8 +276,8 @@ def checkpoint(run, state):
 
 def write_log(out, history):
     """Rewrite OUT/log.jsonl and OUT/mlm.svg whole from the history (each evaluation exactly once)."""
-    runs.write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-    runs.write_text(out / "mlm.svg", svg_plot(history))
+    write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+    write_text(out / "mlm.svg", svg_plot(history))
 
 
 def svg_plot(history, width=480, height=300):
@@ -444,13 +445,8 @@ def open_run(cfg, log):
     for leftover in out.glob("*.tmp"):  # a model file, the log or the plot, written aside, never renamed
         if leftover.is_file():
             leftover.unlink()
-    point = runs.read_resume_point(out) if cfg.resume else None
+    point = runs.resume_point(out, cfg.resume, "model.safetensors", log)
     if cfg.resume and point is None:
-        if (out / "model.safetensors").exists():
-            raise runs.RunError(f"{out} holds a model but no last/ checkpoint to continue from; pass --overwrite "
-                                f"to pretrain it again (the old one is kept until the new one's first "
-                                f"checkpoint), or another --out")
-        log(f"--resume: {out} has no checkpoint yet: starting from the beginning")
         runs.clear_run(out)
     return point
 
