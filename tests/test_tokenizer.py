@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from tokenizers import BertWordPieceTokenizer, Tokenizer
 
 from minibert_ner.data import read_conll
-from minibert_ner.tokenizer import (VocabError, WordPieceTokenizer, load_vocab, main,
-                                    train_vocab)
+from minibert_ner.tokenizer import VocabError, WordPieceTokenizer, load_vocab, train_vocab
+from minibert_ner.tools.tokenize import main
 
 # A tiny vocab. The special tokens are deliberately NOT at ids 0..4: ids must come from the file.
 TINY_VOCAB = ["un", "##aff", "##able", "[PAD]", "hello", "##s", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
@@ -370,6 +370,12 @@ def test_steps_cli(tiny_vocab, capsys):
                                                    "whitespace", "lower", "_run_split_on_punc", "wordpiece,"]
     assert lines[1].endswith("'UNAFFABLE,中'")
     assert lines[-1].endswith("['un', '##aff', '##able', ',', '中']")
+
+
+def test_cli_reads_a_unigram_model_folder_too(unigram_model, capsys):
+    assert main(["--model", str(unigram_model), "--steps", "Köln liegt."]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == ["text", "normalize", "pre_tokenize", "viterbi"]
 
 
 def test_cli_without_vocab_explains(tmp_path, monkeypatch, capsys):

@@ -181,7 +181,7 @@ if MBERT.exists():
 #    the fewest pieces. (Hint: `"ab"`, `"##cd"`, `"abc"`, `"##d"`... which one wins?)
 # 2. Why does BERT turn the whole word into `[UNK]` instead of keeping `["play", "[UNK]"]`?
 #    What would the model see in each case?
-# 3. Run `python -m minibert_ner.tokenizer --fertility ../shared/data/wikiann/*/dev-*.tsv` and
+# 3. Run `python -m minibert_ner.tools.tokenize --fertility ../shared/data/wikiann/*/dev-*.tsv` and
 #    rank the ten languages. Which scripts are expensive?
 # 4. Add the diacritics fatha, kasra, damma and sukun to the `BUCKWALTER` table (as `a i u o`)
 #    and estimate what a fully vowelled, romanised corpus would cost. Is 7.42 plausible?

@@ -171,6 +171,6 @@ if e5 is not None:
 # 1. Add a piece "▁Kö" with score -3 to Step 1's table. Which split wins now, and what would
 #    WordPiece's greedy rule have picked?
 # 2. Measure fertility (pieces per word) of both tokenizers on `wikiann/ar` and `wikiann/zh`
-#    (`tokenizer.measure_fertility` takes either). Which vocabulary covers Arabic better?
+#    (`tools.tokenize.measure_fertility` takes either). Which vocabulary covers Arabic better?
 # 3. Run Step 4 with `label_piece="content"`. Does German F1 move beyond the seed spread?
 # 4. Run Step 4 without `head_lr`. How many epochs does the head need to leave the "O" prior?

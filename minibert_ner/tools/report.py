@@ -131,7 +131,8 @@ def fertility(test_files, data, model):
     """Pieces per word ({vocab: {lang: pieces / word}}) and the share of words with an [UNK] piece,
     which fertility hides (a word the vocab cannot spell is one [UNK]: fertility 1, information 0),
     over {lang: test file}, with the mBERT cased vocab under --data and --model's (those that exist)."""
-    from ..tokenizer import WordPieceTokenizer, measure_fertility, says_lowercase
+    from ..tokenizer import WordPieceTokenizer, says_lowercase
+    from .tokenize import measure_fertility
     from ..unigram import load_tokenizer
     mbert = Path(data) / "mbert/bert-base-multilingual-cased/vocab.txt"
     vocabs = {"mBERT cased": lambda: WordPieceTokenizer.from_file(mbert) if mbert.exists() else None}
