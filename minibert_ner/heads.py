@@ -26,7 +26,6 @@ import torch.nn.functional as F
 
 from .model import ACTIVATIONS
 from .speed import Dropout
-from .weights import CheckpointError
 from .windows import IGNORE_INDEX
 
 
@@ -61,7 +60,7 @@ class NERModel(nn.Module):
         self.language_classifier = nn.Linear(C, len(self.languages)) if languages else None
         self.cls = nn.ModuleDict(dict(predictions=ClozeHead(bert.config))) if cloze else None
         # the cloze head's transform too: a checkpoint's MLM head, when there is one, replaces it later
-        # (init_cloze_head); without one (pretraining from scratch) it starts as BERT's would
+        # (weights.init_cloze_head); without one (pretraining from scratch) it starts as BERT's would
         dense = self.cls.predictions.transform.dense if cloze else None
         for m in (self.classifier, self.language_classifier, dense):
             if m is not None:  # new heads start as BERT initialises its own
@@ -159,30 +158,3 @@ def cloze_loss(logits, targets):
     if picked.numel() == 0:  # nothing masked in this batch (e.g. PC found no entity)
         return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), picked)
-
-
-def init_cloze_head(model, mlm_state):
-    """Copy a checkpoint's `cls.predictions.*` tensors (see weights.read_mlm_head) into the head."""
-    head = model.cls.predictions
-    own = head.state_dict()
-    mlm_state = dict(mlm_state)
-    if "decoder.bias" in mlm_state:
-        # transformers' save_pretrained writes the output bias twice: as `bias` and as the decoder's
-        # own `decoder.bias`, the same tensor. One bias is all BERT's head has.
-        if "bias" in mlm_state and not torch.equal(mlm_state["bias"], mlm_state["decoder.bias"]):
-            raise CheckpointError("cls.predictions.decoder.bias differs from cls.predictions.bias; BERT's masked-LM "
-                             "head has one output bias, so this checkpoint is not a BERT MLM head")
-        mlm_state.setdefault("bias", mlm_state["decoder.bias"])
-        del mlm_state["decoder.bias"]
-    decoder = mlm_state.pop("decoder.weight", None)
-    if decoder is not None and not torch.equal(decoder, model.bert.embeddings.word_embeddings.weight.detach().cpu()):
-        raise CheckpointError("cls.predictions.decoder.weight differs from the word embeddings: an untied decoder, "
-                         "which BERT's masked-LM head (tied to the embeddings) cannot hold")
-    for name, t in mlm_state.items():
-        if name not in own or own[name].shape != t.shape:
-            raise CheckpointError(f"cls.predictions.{name}: checkpoint {list(t.shape)} does not fit "
-                             f"the cloze head {list(own[name].shape) if name in own else '(none)'}")
-    missing = set(own) - set(mlm_state)
-    if missing:
-        raise CheckpointError(f"checkpoint MLM head lacks {sorted(missing)}")
-    head.load_state_dict(mlm_state)

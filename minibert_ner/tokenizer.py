@@ -239,8 +239,9 @@ class WordPieceTokenizer(PieceEncoder):
         for token, index in self.vocab.items():
             self.inv_vocab[index] = token
         self.lowercase = lowercase
-        for token in SPECIAL_TOKENS:  # pad_token_id, unk_token_id, ... from the vocab itself
-            setattr(self, token.strip("[]").lower() + "_token_id", self.vocab[token])
+        # the special tokens' ids, from the vocab itself (load_vocab checked that each is there)
+        self.pad_token_id, self.unk_token_id, self.cls_token_id, self.sep_token_id, self.mask_token_id = (
+            self.vocab[token] for token in SPECIAL_TOKENS)
         # Special tokens are matched in the raw text before anything else (HF's never_split), so a
         # literal "[MASK]" stays one token instead of becoming "[", "MASK", "]" as in google's code.
         self.special_pattern = re.compile("(" + "|".join(map(re.escape, SPECIAL_TOKENS)) + ")")

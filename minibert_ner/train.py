@@ -34,14 +34,14 @@ from .data import DataError, build_label_list, check_labels, read_conll, read_te
 from .device import resolve_precision, set_threads
 from .distributed import all_finite, barrier, rank_and_world, setup_distributed, sum_over_processes
 from .files import write_json
-from .heads import NERModel, cloze_loss, init_cloze_head, ner_loss
+from .heads import NERModel, cloze_loss, ner_loss
 from .model import BertConfig, BertModel
 from .predict import Inference, evaluate
 from .scoring import format_report, score
 from .speed import PrefixCache, keep_freed_memory
 from .tokenizer import WordPieceTokenizer, learn_vocab
 from .unigram import load_tokenizer
-from .weights import check_vocab_size, load_bert, read_mlm_head
+from .weights import check_vocab_size, init_cloze_head, load_bert, read_mlm_head
 from .windows import (IGNORE_INDEX, MaskVocab, Windowing, batch_indices, cloze_mask, collate, encode_sentences,
                       predictive_cloze_mask)
 

@@ -222,6 +222,33 @@ def read_mlm_head(path, rows=None):
     return head
 
 
+
+def init_cloze_head(model, mlm_state):
+    """Copy a checkpoint's `cls.predictions.*` tensors (see weights.read_mlm_head) into the head."""
+    head = model.cls.predictions
+    own = head.state_dict()
+    mlm_state = dict(mlm_state)
+    if "decoder.bias" in mlm_state:
+        # transformers' save_pretrained writes the output bias twice: as `bias` and as the decoder's
+        # own `decoder.bias`, the same tensor. One bias is all BERT's head has.
+        if "bias" in mlm_state and not torch.equal(mlm_state["bias"], mlm_state["decoder.bias"]):
+            raise CheckpointError("cls.predictions.decoder.bias differs from cls.predictions.bias; BERT's masked-LM "
+                             "head has one output bias, so this checkpoint is not a BERT MLM head")
+        mlm_state.setdefault("bias", mlm_state["decoder.bias"])
+        del mlm_state["decoder.bias"]
+    decoder = mlm_state.pop("decoder.weight", None)
+    if decoder is not None and not torch.equal(decoder, model.bert.embeddings.word_embeddings.weight.detach().cpu()):
+        raise CheckpointError("cls.predictions.decoder.weight differs from the word embeddings: an untied decoder, "
+                         "which BERT's masked-LM head (tied to the embeddings) cannot hold")
+    for name, t in mlm_state.items():
+        if name not in own or own[name].shape != t.shape:
+            raise CheckpointError(f"cls.predictions.{name}: checkpoint {list(t.shape)} does not fit "
+                             f"the cloze head {list(own[name].shape) if name in own else '(none)'}")
+    missing = set(own) - set(mlm_state)
+    if missing:
+        raise CheckpointError(f"checkpoint MLM head lacks {sorted(missing)}")
+    head.load_state_dict(mlm_state)
+
 def check_vocab_size(tok, config, folder):
     """A vocabulary larger than the embedding matrix would index past it. A vocab.txt must fill it
     exactly: a truncated one would split words differently, silently. Rows past a tokenizer.json's

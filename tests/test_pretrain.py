@@ -9,12 +9,12 @@ import torch
 
 from minibert_ner import train as train_module
 from minibert_ner.cli import configs_from_argv
-from minibert_ner.heads import NERModel, init_cloze_head
+from minibert_ner.heads import NERModel
 from minibert_ner.tools.pretrain import PretrainConfig, build_model, main, pretrain
 from minibert_ner.runs import RunError, read_log
 from minibert_ner.tokenizer import WordPieceTokenizer
 from minibert_ner.train import ConfigError
-from minibert_ner.weights import load_bert, read_mlm_head, read_tensors
+from minibert_ner.weights import init_cloze_head, load_bert, read_mlm_head, read_tensors
 from minibert_ner.windows import collate, encode_sentences
 from minibert_ner.data import read_text
 

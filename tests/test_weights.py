@@ -10,9 +10,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from minibert_ner.heads import NERModel, init_cloze_head
+from minibert_ner.heads import NERModel
 from minibert_ner.model import BertConfig, BertModel
-from minibert_ner.weights import (CheckpointError, check_vocab_size, load_bert, read_header,
+from minibert_ner.weights import (CheckpointError, check_vocab_size, init_cloze_head, load_bert, read_header,
                                   read_mlm_head, read_tensors, save_bert)
 
 transformers = pytest.importorskip("transformers")

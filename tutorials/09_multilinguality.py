@@ -28,12 +28,12 @@ WORK = tempfile.TemporaryDirectory()  # every file we write goes here; deleted w
 from minibert_ner.tools import corpus  # noqa: E402
 from minibert_ner.data import read_conll, shared_data_dir, write_conll  # noqa: E402
 from minibert_ner.data import CONLL_FILES as CONLL  # noqa: E402  (the CoNLL files of the shared data)
-from minibert_ner.heads import NERModel, init_cloze_head  # noqa: E402
+from minibert_ner.heads import NERModel  # noqa: E402
 from minibert_ner.tools.pretrain import PretrainConfig, pretrain  # noqa: E402
 from minibert_ner.runs import read_log  # noqa: E402
 from minibert_ner.tokenizer import SPECIAL_TOKENS, WordPieceTokenizer  # noqa: E402
 from minibert_ner.train import TrainConfig, train  # noqa: E402
-from minibert_ner.weights import load_bert, read_mlm_head  # noqa: E402
+from minibert_ner.weights import init_cloze_head, load_bert, read_mlm_head  # noqa: E402
 from minibert_ner.windows import IGNORE_INDEX  # noqa: E402
 
 SHARED, SAMPLE, LANGS, TMP = shared_data_dir(), REPO / "data" / "sample", ["de", "en", "es", "nl"], Path(WORK.name)

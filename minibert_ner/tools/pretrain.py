@@ -42,14 +42,14 @@ from .. import hub, runs
 from ..cli import parse_files, run_command
 from ..config import check_device
 from ..device import resolve_device, resolve_precision, set_threads
-from ..files import write_json, write_text
-from ..heads import NERModel, cloze_loss, init_cloze_head
+from ..files import file_fingerprint, write_json, write_text
+from ..heads import NERModel, cloze_loss
 from ..model import BertConfig, BertModel
 from ..speed import keep_freed_memory
 from ..tokenizer import WordPieceTokenizer, learn_vocab
 from ..train import ConfigError, TrainConfig, TrainerState, aux_losses, get_lr, make_optimizer, optimizer_step
 from ..unigram import load_tokenizer
-from ..weights import check_vocab_size, load_bert, read_mlm_head, save_bert
+from ..weights import check_vocab_size, init_cloze_head, load_bert, read_mlm_head, save_bert
 from ..windows import IGNORE_INDEX, MaskVocab, cloze_mask
 from . import corpus
 
@@ -171,7 +171,7 @@ def run_info(cfg, files):
     """What --resume compares: the settings that shape the result, and every input file's content."""
     config = {k: v for k, v in asdict(cfg).items() if k not in RUN_CONTROL}
     paths = [p for _, p in files + cfg.text] + ([cfg.vocab] if cfg.vocab else [])
-    info = dict(config=config, data={str(Path(p).resolve()): runs.file_fingerprint(p) for p in paths})
+    info = dict(config=config, data={str(Path(p).resolve()): file_fingerprint(p) for p in paths})
     return json.loads(json.dumps(info, default=str))  # tuples -> lists, as it reads back
 
 
