@@ -43,7 +43,7 @@ class Inference:
     pad_id: int
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
-    batch_size: int = 128
+    batch_size: int = 32   # as train evaluates (config.eval_batch_size): the same batches, the same counts
     cache: object = None
 
 
@@ -199,7 +199,7 @@ def build_parser():
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="default: the run's own, so "
                    "that predict + evaluate give the counts of its test report (auto: bf16 where native)")
-    p.add_argument("--batch-size", type=int, default=128, help="windows per forward pass (default 128, the "
+    p.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default 32, the "
                    "training run's evaluation batch)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (default 0: the cores idle right now; "
                    "PyTorch's one per core stalls when another process holds one)")
