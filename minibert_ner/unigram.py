@@ -403,6 +403,8 @@ def load_tokenizer(folder, lowercase=False):
     """The tokenizer a model folder holds: WordPiece from vocab.txt (lowercasing when asked, or when
     its tokenizer_config.json says the vocabulary is uncased), else Unigram from tokenizer.json."""
     folder = Path(folder)
+    if not folder.is_dir():
+        raise VocabError(f"{folder}: no such folder; expected a model folder (vocab.txt or tokenizer.json)")
     if (folder / "vocab.txt").is_file():
         return WordPieceTokenizer.from_file(folder / "vocab.txt", lowercase=lowercase or says_lowercase(folder))
     if lowercase:

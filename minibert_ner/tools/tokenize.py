@@ -72,9 +72,9 @@ def tokenize(a):
     elif a.text is not None:
         print(" ".join(tok.tokenize(a.text)))
     if a.fertility:
+        files = {path: [s.words for s in read_conll(path, lang="xx")] for path in a.fertility}  # a bad file: before any output
         print(f"{'file':<40} {'words':>10} {'pieces':>10} {'pieces/word':>12}")
-        for path in a.fertility:
-            sentences = [s.words for s in read_conll(path, lang="xx")]
+        for path, sentences in files.items():
             n_words, n_pieces = measure_fertility(tok, sentences, label=str(path))
             ratio = n_pieces / n_words if n_words else float("nan")
             print(f"{str(path):<40} {n_words:>10} {n_pieces:>10} {ratio:>12.3f}")
