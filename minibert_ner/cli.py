@@ -200,6 +200,8 @@ def build_parser():
     g.add_argument("--no-cache", dest="cache_frozen", action="store_false", help="with --frz >= 0, do NOT "
                    "reuse the frozen layers' output across epochs (the cache changes nothing but speed)")
     g.add_argument("--cache-gb", type=float, help=f"memory budget of that cache (default {d.cache_gb})")
+    g.add_argument("--eval-batch-size", type=int, help=f"windows per forward pass when dev and test are "
+                   f"scored (default {d.eval_batch_size}; larger costs memory and, on CPU, was no faster)")
     g = p.add_argument_group("runs")
     g.add_argument("--out", help="run folder: best/ and last/ checkpoints, log.jsonl, dev_f1.svg; required "
                    f"with --train (the demo: {DEMO['out']})")

@@ -115,6 +115,23 @@ def test_every_command_has_a_help_that_runs():
         assert done.returncode == 0 and "usage:" in done.stdout, (module, done.stderr[-2000:])
 
 
+def test_every_setting_of_train_and_pretrain_has_its_option():
+    """One dataclass -> command line style: the config holds the defaults, the parser an option per field
+    (a field added without one was found this way: eval_batch_size). `tiny` is the demo's shape only."""
+    from dataclasses import fields
+
+    from minibert_ner.cli import build_parser
+    from minibert_ner.config import TrainConfig
+    from minibert_ner.tools import pretrain
+    for config, parser, internal in ((TrainConfig, build_parser(), {"tiny"}),
+                                     (pretrain.PretrainConfig, pretrain.build_parser(), set())):
+        options = {action.dest for action in parser._actions}
+        missing = {f.name for f in fields(config)} - options - internal
+        assert missing == set(), f"{config.__name__} fields without a command-line option: {missing}"
+        defaults = vars(parser.parse_args(["--out", "x"]))  # argument_default=SUPPRESS: nothing but --out
+        assert defaults == {"out": "x"}, f"{config.__name__}: the parser repeats defaults: {defaults}"
+
+
 def test_the_core_never_imports_the_tools_and_has_no_import_circle():
     """The house (issue 29): minibert_ner/ is what a student reads, minibert_ner/tools/ is built on it."""
     import ast

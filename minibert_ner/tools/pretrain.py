@@ -57,52 +57,42 @@ MODEL_FILES = ("config.json", "model.safetensors")  # + the tokenizer's files (t
 EVALUATIONS = 20  # held-out evaluations (each with a checkpoint) per run, fewer in short --minutes budgets
 
 
-def option(default, help):
-    """A config field with its command-line help (the parser is built from the fields)."""
-    if isinstance(default, list):
-        return field(default_factory=list, metadata={"help": help})
-    return field(default=default, metadata={"help": help})
-
-
 @dataclass
 class PretrainConfig:
-    """Every knob of a pretraining run: the single source of defaults, and of the command line's help."""
-    out: str = option("", "the run folder: the model itself, last/ (for --resume), log.jsonl, mlm.svg")
-    minutes: float = option(60.0, "wall-clock budget of this command, setup included; stops cleanly")
-    steps: int = option(0, "the schedule's length in steps; 0 = as many as --minutes holds (measured)")
-    init_from: str = option("", "start from this model (folder or hub id) instead of random weights")
-    head_only: bool = option(False, "with --from: fit only the masked-LM head (transform + bias); the encoder "
-                                    "and the decoder, tied to its word embeddings, stay frozen")
-    layers: int = option(2, "transformer layers of a new model (2 x 256 beat 4 x 256 at the hour: README)")
-    hidden: int = option(256, "hidden size of a new model")
-    heads: int = option(4, "attention heads of a new model")
-    intermediate: int = option(1024, "feed-forward size of a new model")
-    max_len: int = option(64, "pieces per window, [CLS] and [SEP] included (also a new model's positions)")
-    data: str = option("", "a folder laid out as ../shared/data whose TRAINING files give the text "
-                           "(default: ../shared/data, or data/sample when absent); 'none': --text only")
-    text: list = option([], "raw text, one sentence per line, added to the corpus (LANG=FILE ...)")
-    langs: str = option("", "only these languages of the corpus, comma-separated (e.g. en); default: all")
-    vocab: str = option("", "a vocab.txt to use (e.g. mBERT's cased one); default: learn one from the corpus")
-    vocab_size: int = option(30000, "size of the vocabulary learnt from the corpus")
-    smoothing: float = option(0.7, "languages drawn with p_l proportional to n_l^SMOOTHING (mBERT: 0.7)")
-    batch_size: int = option(32, "windows per step")
-    lr: float = option(1e-3, "peak learning rate")
-    warmup: float = option(0.05, "fraction of the steps with rising lr, then linear decay to 0")
-    weight_decay: float = option(0.01, "AdamW weight decay (not on biases and LayerNorms)")
-    clip: float = option(1.0, "gradient-norm clipping")
-    mask_p: float = option(0.15, "share of the pieces to predict (BERT: 0.15)")
-    precision: str = option("auto", "fp32 | bf16 | fp16 | auto (as train: bf16 where the CPU or GPU "
-                                    "computes it natively, else fp32 on CPU and fp16 on old GPUs)")
-    device: str = option("auto", "cpu, cuda, cuda:N or auto")
-    threads: int = option(0, "CPU threads for PyTorch (0: its default, one per core); 1 on a machine other "
-                             "jobs share (two spinning threads on a busy 2-core box ran 5x slower)")
-    seed: int = option(1, "random seed: the initial weights, the windows drawn, the masks")
-    eval_every: int = option(0, f"steps between evaluations and checkpoints (0 = {EVALUATIONS} per run, fewer "
-                                "when they would take over a tenth of --minutes)")
-    stop_after: int = option(0, "stop after this many steps (0 = never); continue with --resume")
-    resume: bool = option(False, "continue the run in --out from its last checkpoint (same settings)")
-    overwrite: bool = option(False, "delete the run in --out and start afresh")
-    quiet: bool = option(False, "print nothing")
+    """Every knob of a pretraining run: the single source of defaults (the command line reads them
+    from here, as train's reads TrainConfig's). [BERT] Devlin et al.'s pretraining; [ours] our choice."""
+
+    out: str = ""                # the run folder (required)
+    minutes: float = 60.0        # wall-clock budget, setup included; the run stops cleanly at it
+    steps: int = 0               # the schedule's length; 0 = as many steps as --minutes holds (measured)
+    init_from: str = ""          # --from: start from this model (folder or hub id), not random weights
+    head_only: bool = False      # with init_from: fit only the masked-LM head, the encoder frozen
+    layers: int = 2              # [ours] a new model's shape: 2 x 256 beat 4 x 256 at the hour (README)
+    hidden: int = 256
+    heads: int = 4
+    intermediate: int = 1024
+    max_len: int = 64            # pieces per window, [CLS] and [SEP] included (a new model's positions)
+    data: str = ""               # a folder laid out as ../shared/data; "" = it or data/sample; "none"
+    text: list = field(default_factory=list)  # [(lang, path)] raw text, one sentence per line
+    langs: str = ""              # comma-separated languages of the corpus to keep; "" = all
+    vocab: str = ""              # a vocab.txt to use; "" = learn one from the corpus
+    vocab_size: int = 30000
+    smoothing: float = 0.7       # [BERT] mBERT's exponent: p_l proportional to n_l^0.7
+    batch_size: int = 32
+    lr: float = 1e-3             # [ours] a small model from scratch takes a large lr
+    warmup: float = 0.05         # [ours]
+    weight_decay: float = 0.01   # [BERT]
+    clip: float = 1.0            # [BERT]
+    mask_p: float = 0.15         # [BERT]
+    precision: str = "auto"      # as train's
+    device: str = "auto"
+    threads: int = 0             # 0 = every idle core, as train
+    seed: int = 1
+    eval_every: int = 0          # steps between evaluations; 0 = EVALUATIONS per run
+    stop_after: int = 0          # stop after this many steps (0 = never); --resume continues
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
 
 
 # How a run is carried out, not what it computes: --resume accepts other values for these.
@@ -452,30 +442,76 @@ def open_run(cfg, log):
 
 
 def build_parser():
-    """The command line, one option per PretrainConfig field, defaults and help from the field."""
+    d = PretrainConfig()  # the defaults, shown in the help texts
     p = argparse.ArgumentParser(prog="python -m minibert_ner.tools.pretrain", description=__doc__.split("\n\n")[0],
                                 epilog="examples:\n" + __doc__.split("\n\n")[1],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    defaults = PretrainConfig()
-    for f in fields(PretrainConfig):
-        flag, value, text = "--" + f.name.replace("_", "-"), getattr(defaults, f.name), f.metadata["help"]
-        flag = "--from" if f.name == "init_from" else flag
-        if isinstance(value, bool):
-            p.add_argument(flag, dest=f.name, action="store_true", help=text)
-        elif isinstance(value, list):
-            p.add_argument(flag, dest=f.name, nargs="+", metavar="LANG=FILE", default=[], help=text)
-        else:
-            p.add_argument(flag, dest=f.name, type=type(value), default=value, help=f"{text} (default: {value!r})")
-    p.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                argument_default=argparse.SUPPRESS)
+    g = p.add_argument_group("the run")
+    g.add_argument("--out", help="the run folder: the model itself, last/ (for --resume), log.jsonl, mlm.svg")
+    g.add_argument("--minutes", type=float, help=f"wall-clock budget of this command, setup included; stops "
+                   f"cleanly (default {d.minutes})")
+    g.add_argument("--steps", type=int, help="the schedule's length in steps (default 0: as many as --minutes "
+                   "holds, measured)")
+    g.add_argument("--from", dest="init_from", metavar="MODEL", help="start from this model (folder or hub id) "
+                   "instead of random weights")
+    g.add_argument("--head-only", action="store_true", help="with --from: fit only the masked-LM head "
+                   "(transform + bias); the encoder and the decoder, tied to its word embeddings, stay frozen")
+    g = p.add_argument_group("a new model")
+    g.add_argument("--layers", type=int, help=f"transformer layers (default {d.layers}; 2 x 256 beat 4 x 256 at "
+                   "the hour: README)")
+    g.add_argument("--hidden", type=int, help=f"hidden size (default {d.hidden})")
+    g.add_argument("--heads", type=int, help=f"attention heads (default {d.heads})")
+    g.add_argument("--intermediate", type=int, help=f"feed-forward size (default {d.intermediate})")
+    g.add_argument("--max-len", type=int, help=f"pieces per window, [CLS] and [SEP] included; also a new "
+                   f"model's positions (default {d.max_len})")
+    g = p.add_argument_group("the text and the vocabulary")
+    g.add_argument("--data", help="a folder laid out as ../shared/data whose TRAINING files give the text "
+                   "(default: ../shared/data, or data/sample when absent); 'none': --text only")
+    g.add_argument("--text", nargs="+", metavar="LANG=FILE", help="raw text, one sentence per line, added to "
+                   "the corpus")
+    g.add_argument("--langs", help="only these languages of the corpus, comma-separated (e.g. en); default: all")
+    g.add_argument("--vocab", help="a vocab.txt to use (e.g. mBERT's cased one); default: learn one from the "
+                   "corpus")
+    g.add_argument("--vocab-size", type=int, help=f"size of the vocabulary learnt from the corpus "
+                   f"(default {d.vocab_size})")
+    g.add_argument("--smoothing", type=float, help=f"languages drawn with p_l proportional to n_l^SMOOTHING "
+                   f"(default {d.smoothing}, mBERT's)")
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--batch-size", type=int, help=f"windows per step (default {d.batch_size})")
+    g.add_argument("--lr", type=float, help=f"peak learning rate (default {d.lr})")
+    g.add_argument("--warmup", type=float, help=f"fraction of the steps with rising lr, then linear decay to 0 "
+                   f"(default {d.warmup})")
+    g.add_argument("--weight-decay", type=float, help=f"AdamW weight decay, not on biases and LayerNorms "
+                   f"(default {d.weight_decay})")
+    g.add_argument("--clip", type=float, help=f"gradient-norm clipping (default {d.clip})")
+    g.add_argument("--mask-p", type=float, help=f"share of the pieces to predict (default {d.mask_p}, BERT's)")
+    g.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), help="auto (default), as train: "
+                   "bf16 where the CPU or GPU computes it natively, else fp32 on CPU and fp16 on old GPUs")
+    g.add_argument("--device", help="cpu, cuda, cuda:N or auto (default)")
+    g.add_argument("--threads", type=int, help="CPU threads for PyTorch (default 0: the cores idle when the "
+                   "command starts, as train); 1 on a machine other jobs share")
+    g.add_argument("--seed", type=int, help=f"random seed: the initial weights, the windows drawn, the masks "
+                   f"(default {d.seed})")
+    g = p.add_argument_group("checkpoints and resuming")
+    g.add_argument("--eval-every", type=int, help=f"steps between evaluations and checkpoints (default 0: "
+                   f"{EVALUATIONS} per run, fewer when they would take over a tenth of --minutes)")
+    g.add_argument("--stop-after", type=int, help="stop after this many steps (default 0: never); continue "
+                   "with --resume")
+    g.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint "
+                   "(same settings)")
+    g.add_argument("--overwrite", action="store_true", help="delete the run in --out and start afresh")
+    g.add_argument("--quiet", action="store_true", help="print nothing")
+    g.add_argument("--debug", action="store_true", help="show the Python traceback of an error")
     return p
 
 
 def main(argv=None):
-    args = vars(build_parser().parse_args(argv))
-    debug = args.pop("debug")
+    args = vars(build_parser().parse_args(argv))  # only the options given: PretrainConfig fills the rest
+    debug = args.pop("debug", False)
 
     def body():
-        pretrain(PretrainConfig(**dict(args, text=parse_files(args["text"], "text"))))
+        pretrain(PretrainConfig(**dict(args, text=parse_files(args.get("text", []), "text"))))
         return 0
     return run_command(body, debug, on_interrupt="the last checkpoint is kept: the same command with --resume continues")
 
