@@ -75,6 +75,8 @@ def set_threads(requested=0):
     """torch's CPU threads: `requested`, or for 0 the cores idle right now (at least one). Returns
     the number set. Measured on this project's 2-core machines: with another CPU-bound process
     running, two threads took the demo ~7x longer than one (README, Performance)."""
-    n = requested or max(1, idle_cores() or torch.get_num_threads())
-    torch.set_num_threads(n)
-    return n
+    if not requested:
+        idle = idle_cores()  # 0 on a machine whose every core is busy: then one thread, not one per core
+        requested = max(1, torch.get_num_threads() if idle is None else idle)
+    torch.set_num_threads(requested)
+    return requested
