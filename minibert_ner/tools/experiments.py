@@ -57,7 +57,7 @@ from ..data import CONLL_FILES, DataError, read_conll, shared_data_dir
 from ..runs import minilm_folder
 from ..train import train
 from . import ontonotes
-from .report import PAPER, ZERO_SHOT, fertility, model_label, print_fertility, write_report
+from .report import PAPER, ZERO_SHOT, Finished, fertility, model_label, print_fertility, write_report
 
 ONTONOTES = ["en", "ar", "zh"]        # Table 2's columns
 WIKIANN = ["ar", "zh", "ru"]
@@ -710,7 +710,7 @@ def run_recipe(opts, train_fn=None):
     if results is None:  # the --minutes budget is used up (train_runs said so)
         return 0
     tests = {l: files.split(l, 2) for l in ONTONOTES} if opts.recipe == "ontonotes" else None
-    write_report(opts, runs, results, commands, RECIPES[opts.recipe][1], n_layers, t0, tests)
+    write_report(opts, Finished(runs, results, commands, n_layers), RECIPES[opts.recipe][1], t0, tests)
     return 0
 
 

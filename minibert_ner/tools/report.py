@@ -11,6 +11,7 @@ import shlex
 import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..data import read_conll
@@ -166,10 +167,20 @@ def print_fertility(table, unk, langs, paper):
     print(format_table(as_cells(unk, 100), langs, "words with an [UNK] piece (%)").replace(" ± 0.00", "") + "\n")
 
 
-def write_report(opts, runs, results, commands, columns, n_layers, t0, fertility_files=None):
+@dataclass
+class Finished:
+    """A recipe's runs once trained: what its report prints and records."""
+    runs: list      # experiments.Run, in the recipe's order (name, row, ...)
+    results: dict   # run name -> the results.json of each finished seed
+    commands: list  # the train command line (argv) of each run
+    n_layers: int   # the encoder's depth (what --frz levels mean)
+
+
+def write_report(opts, done, columns, t0, fertility_files=None):
     """Print the recipe's tables (ours, then the paper's rows), the numbers behind its plots and
     its training time; write the SVG plots and RESULTS/<recipe>-<scale>.json (merged with the rows
-    an earlier part of the same recipe wrote there)."""
+    an earlier part of the same recipe wrote there). `done`: a Finished; t0: when this command began."""
+    runs, results, commands, n_layers = done.runs, done.results, done.commands, done.n_layers
     dest = Path(opts.results)
     dest.mkdir(parents=True, exist_ok=True)
     tables = {"test": collect(runs, results)}
