@@ -233,10 +233,12 @@ def zero_shot(files, target, sources, frz=-1, aux=None):
     return argv + (["--aux", aux, "--unlabeled", files.raw(target)] if aux else [])
 
 
-def zero_shot_grid(files, opts, n_layers, prefix, sources, targets, levels_by_row):
-    """Runs for every row x #frz x target: rows "ML" and "#frz" are plain zero-shot, the others add
-    that auxiliary task. Names are shared across recipes, so a setting trains once."""
-    runs = []
+def zero_shot_grid(files, opts, n_layers, sources, targets, levels_by_row):
+    """Runs for every row x #frz x target (--targets, else `targets`): rows "ML" and "#frz" are plain
+    zero-shot, the others add that auxiliary task. Names are shared across recipes, so a setting trains
+    once: zs-T... trained on the other three languages, en-zs-T... on English only."""
+    prefix = "zs-" if len(sources) > 1 else f"{sources[0]}-zs-"
+    targets, runs = opts.targets or targets, []
     for key, paper_levels in levels_by_row.items():
         for k in frz_levels(paper_levels, opts, n_layers):
             for t in targets:
@@ -280,12 +282,11 @@ RECIPES = {  # name: (build(files, opts, n_layers) -> runs, the table's columns)
                ["en", "es", "de", "nl"]),
     "ontonotes": (table2_runs, ONTONOTES),
     "table3": (table3_runs, ZERO_SHOT),
-    "freeze": (lambda files, opts, n: zero_shot_grid(files, opts, n, "zs-", ZERO_SHOT, opts.targets or ZERO_SHOT,
-                                                     GRIDS["freeze"]), ZERO_SHOT),
-    "aux": (lambda files, opts, n: zero_shot_grid(files, opts, n, "zs-", ZERO_SHOT, opts.targets or ZERO_SHOT,
-                                                  GRIDS["aux"]), ZERO_SHOT),
-    "english": (lambda files, opts, n: zero_shot_grid(files, opts, n, "en-zs-", ["en"], opts.targets or
-                                                      ["de", "es", "nl"], GRIDS["english"]), ["de", "es", "nl"]),
+    "freeze": (lambda files, opts, n: zero_shot_grid(files, opts, n, ZERO_SHOT, ZERO_SHOT, GRIDS["freeze"]),
+               ZERO_SHOT),
+    "aux": (lambda files, opts, n: zero_shot_grid(files, opts, n, ZERO_SHOT, ZERO_SHOT, GRIDS["aux"]), ZERO_SHOT),
+    "english": (lambda files, opts, n: zero_shot_grid(files, opts, n, ["en"], ["de", "es", "nl"], GRIDS["english"]),
+                ["de", "es", "nl"]),
     "wikiann": (lambda files, opts, n: [Run(f"wk-{t}", zero_shot(files, t, ZERO_SHOT), "BERT-ML^4 0-shot", "ML")
                                         for t in opts.targets or WIKIANN], WIKIANN),
     "fertility": (None, None),

@@ -165,15 +165,16 @@ def run_info(cfg, files):
     return json.loads(json.dumps(info, default=str))  # tuples -> lists, as it reads back
 
 
-def prepare(cfg, folder, files, info, dtype, device, log):
-    """Read the corpus, hold out a slice per language, build the tokenizer and the model."""
+def prepare(cfg, folder, files, info, dtype, log):
+    """Read the corpus, hold out a slice per language, build the tokenizer and the model (on the CPU:
+    the caller moves it)."""
     train_text, heldout_text = corpus.split_heldout(corpus.read_sentences(files, cfg.text, cfg.langs))
     tok = build_tokenizer(cfg, folder, train_text)
     streams = [corpus.encode_stream(s, tok) for s in train_text.values()]
     heldout = {lang: corpus.encode_stream(s, tok) for lang, s in heldout_text.items()}
     weights = corpus.smoothed_weights([len(s.ids) for s in streams], cfg.smoothing)
     log(corpus.describe(dict(zip(train_text, streams)), heldout, weights, tok))
-    return Run(cfg, Path(cfg.out), log, dtype, tok, build_model(cfg, tok, folder).to(device), streams, weights,
+    return Run(cfg, Path(cfg.out), log, dtype, tok, build_model(cfg, tok, folder), streams, weights,
                {lang: corpus.heldout_batch(s, cfg.max_len, tok) for lang, s in heldout.items() if len(s.ids)},
                info, recipe(cfg))
 
@@ -363,7 +364,8 @@ def pretrain(cfg):
     torch.manual_seed(cfg.seed)  # the initial weights
     # a resumed run reads its weights as `train --model` would: last/ is a BertForMaskedLM folder too
     folder = out / "last" if point else hub.model_folder(cfg.init_from, None, log) if cfg.init_from else None
-    run = prepare(cfg, folder, files, info, dtype, device, log)
+    run = prepare(cfg, folder, files, info, dtype, log)
+    run.model.to(device)
     state = TrainerState(make_optimizer(run.model, run.recipe),
                          torch.amp.GradScaler(device.type, enabled=precision == "fp16"),  # a no-op unless fp16
                          dict(sample=torch.Generator().manual_seed(cfg.seed),  # languages and windows
