@@ -154,6 +154,22 @@ def test_the_core_never_imports_the_tools_and_has_no_import_circle():
     assert circles == [], f"modules in an import circle: {circles}"
 
 
+def test_no_function_takes_more_than_six_parameters():
+    """State travels as one object (train.Loop, predict.Inference, report.Finished), not as long
+    positional lists (issue 29); the tools are held to it too."""
+    import ast
+    package = Path(__file__).resolve().parents[1] / "minibert_ner"
+    long = []
+    for path in sorted(package.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                names = [a.arg for a in node.args.posonlyargs + node.args.args + node.args.kwonlyargs]
+                names = [n for n in names if n not in ("self", "cls")]
+                if len(names) > 6:
+                    long.append(f"{path.relative_to(package)}:{node.lineno} {node.name}({', '.join(names)})")
+    assert long == [], long
+
+
 def test_ctrl_c_is_one_line_with_the_way_to_continue(tmp_path):
     """Ctrl-C used to print a 40-70 line KeyboardInterrupt trace and no hint to --resume."""
     import signal
