@@ -5,6 +5,7 @@ Tests that need them skip with a reason when they are absent, so the suite passe
 from pathlib import Path
 
 import pytest
+import torch
 
 from minibert_ner.data import mbert_vocab_path, shared_data_dir
 from minibert_ner.runs import minilm_folder as minilm_dir  # all-MiniLM-L6-v2, or None
@@ -13,6 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 # ../shared/data beside the checkout; MINIBERT_SHARED_DATA overrides it.
 SHARED_DATA = shared_data_dir()
 MBERT_CASED_VOCAB = mbert_vocab_path()
+# The devices a parity test runs on: the CPU always; CUDA where PyTorch sees a GPU (`pytest -m gpu` runs
+# only those), so the CUDA path is held to what the CPU computes, with the same test code.
+DEVICES = ["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA")])]
 
 
 @pytest.fixture

@@ -117,6 +117,10 @@ def test_a_bad_model_or_file_is_one_line_and_exit_2(tmp_path, capsys):
     assert main(["--train", str(bad), "--model", "random", "--section", "tokenizer", "--no-peer"]) == 2
     err = capsys.readouterr().err
     assert "eng.train:2" in err and "Traceback" not in err, err
+    device = "cuda:99" if torch.cuda.is_available() else "cuda"  # a GPU that is not there
+    assert main(["--model", "random", "--device", device, "--section", "step", "--no-peer"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --device {device}") and "Traceback" not in err, err
 
 
 def test_busy_section_times_each_command_alone_and_beside_a_busy_loop(tmp_path, monkeypatch):

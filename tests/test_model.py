@@ -6,6 +6,8 @@ import torch
 
 from minibert_ner.model import BertConfig, BertModel
 
+from conftest import DEVICES
+
 transformers = pytest.importorskip("transformers")
 
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
@@ -55,15 +57,17 @@ def test_config_errors_are_clear(tmp_path):
         BertConfig(hidden_size=30, num_attention_heads=4)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["eager", "sdpa"])
-def test_every_layer_matches_transformers(impl):
+def test_every_layer_matches_transformers(impl, device):
     torch.manual_seed(0)
     ref = transformers.BertModel(transformers.BertConfig(**TINY, attn_implementation="eager")).eval()
     ours = BertModel(BertConfig(**TINY, attn_implementation=impl)).eval()
     missing, unexpected = ours.load_state_dict(ref.state_dict(), strict=False)
     assert not missing and set(unexpected) <= {"pooler.dense.weight", "pooler.dense.bias",
                                                "embeddings.position_ids"}
-    ids, mask = padded_batch(99, [17, 9, 3])
+    ref.to(device), ours.to(device)
+    ids, mask = (t.to(device) for t in padded_batch(99, [17, 9, 3]))
     with torch.no_grad():
         want = ref(ids, attention_mask=mask, output_hidden_states=True).hidden_states
         got = ours.hidden_states(ids, mask)

@@ -20,7 +20,7 @@ from minibert_ner.tokenizer import WordPieceTokenizer, learn_vocab
 from minibert_ner.train import TrainConfig, train
 from minibert_ner.weights import save_bert
 
-from conftest import write_tiny_unigram_model
+from conftest import DEVICES, write_tiny_unigram_model
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -68,6 +68,20 @@ def test_the_tagger_returns_entities_as_written(runs):
     many = tagger(TEXTS)
     assert len(many) == len(TEXTS) and many[1] == tagger(TEXTS[1])
     assert sum(map(len, many)) >= len(TEXTS), "the tiny model should find entities in its training text"
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("kind", ["cased", "unigram"])
+def test_the_tagger_finds_the_same_entities_on_every_device(runs, kind, device):
+    """The trained run, tagged on the CPU and on `device` (fp32 both): the same entities, scores within
+    rounding. A long text (~200 pieces, several windows) goes through the window stitching too."""
+    on_cpu = predict.load(runs[kind], "cpu", precision="fp32")
+    there = predict.load(runs[kind], device, precision="fp32")
+    want, got = on_cpu([*TEXTS, LONG]), there([*TEXTS, LONG])
+    strip = lambda found: [[(e.type, e.start, e.end, e.word_start, e.word_end) for e in f] for f in found]
+    assert strip(got) == strip(want) and sum(map(len, want)) > 0
+    scores = [(a.score, b.score) for f, g in zip(want, got) for a, b in zip(f, g)]
+    assert max(abs(a - b) for a, b in scores) < 1e-4
 
 
 def test_predict_json_lines(runs, capsys):

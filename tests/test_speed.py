@@ -17,6 +17,8 @@ from minibert_ner.heads import NERModel
 from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.speed import Dropout, PrefixCache, Unpadded
 
+from conftest import DEVICES
+
 TINY = dict(vocab_size=99, hidden_size=32, num_hidden_layers=3, num_attention_heads=4,
             intermediate_size=37, max_position_embeddings=40)
 
@@ -61,9 +63,10 @@ def test_unpadded_groups_rows_by_length_and_puts_every_piece_back():
     assert seen == [40, 18, 3]  # the real pieces of each group; the rest of (Bg, Tg) is masked
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("impl", ["sdpa", "eager"])
 @pytest.mark.parametrize("lengths", [[12, 5, 1, 9], [12, 5, 1, 9, 3, 3, 8, 12, 2, 7, 6, 4, 1, 11, 10, 5, 9, 2]])
-def test_packed_layers_equal_the_padded_path_values_and_gradients(impl, lengths):
+def test_packed_layers_equal_the_padded_path_values_and_gradients(impl, lengths, device):
     """forward() runs padded batches packed (real pieces only, attention in groups of 8 rows of
     similar length); hidden_states() runs them padded. Same values at every real piece, zeros at
     the padding, and the same gradients."""
@@ -72,11 +75,12 @@ def test_packed_layers_equal_the_padded_path_values_and_gradients(impl, lengths)
     packed_model = BertModel(cfg).train()
     padded_model = BertModel(cfg).train()
     padded_model.load_state_dict(packed_model.state_dict())
-    ids, mask = padded_batch(99, lengths)
+    packed_model.to(device), padded_model.to(device)
+    ids, mask = (t.to(device) for t in padded_batch(99, lengths))
     a, b = packed_model(ids, mask), padded_model.hidden_states(ids, mask)[-1]
     assert max_diff_on_real(a, b, mask) < 1e-5
     assert (a[~mask.bool()] == 0).all()
-    w = torch.randn(a.shape[-1])
+    w = torch.randn(a.shape[-1]).to(device)
     (a[mask.bool()] @ w).sum().backward()
     (b[mask.bool()] @ w).sum().backward()
     for (n, p), q in zip(packed_model.named_parameters(), padded_model.parameters()):

@@ -15,12 +15,14 @@ from minibert_ner.data import read_conll
 from minibert_ner.heads import NERModel, ner_loss
 from minibert_ner.model import BertConfig, BertModel
 from minibert_ner.runs import load_ner_model, read_log
-from minibert_ner.tokenizer import WordPieceTokenizer, train_vocab
+from minibert_ner.tokenizer import WordPieceTokenizer, learn_vocab, train_vocab
 from minibert_ner.predict import Inference, evaluate
 from minibert_ner.device import resolve_precision
 from minibert_ner.train import ConfigError, TrainConfig, aux_losses, get_lr, make_optimizer, train
 from minibert_ner.weights import read_tensors
 from minibert_ner.windows import Windowing, collate, encode_sentences
+
+from conftest import DEVICES
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
@@ -177,6 +179,35 @@ def test_cuda_mixed_precision(tmp_path, precision):
     train(cfg)
     h = history(cfg.out)
     assert h[-1]["train_loss"] < h[0]["train_loss"]
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_three_training_steps_on_a_device_equal_the_cpus(device):
+    """The step train() takes (packed forward, NER loss, backward, clip, fused AdamW), in fp32 without
+    dropout, on the CPU and on `device` from the same weights and batches: the same weights after."""
+    sentences = read_conll(SAMPLE / "en/train.txt")[:64]
+    tok = WordPieceTokenizer({t: i for i, t in enumerate(learn_vocab([w for s in sentences for w in s.words], 300))})
+    labels = sorted({t for s in sentences for t in s.tags})
+    windows = encode_sentences(sentences, tok, {l: i for i, l in enumerate(labels)}, {"en": 0}, Windowing(32))
+    batches = [collate(windows[i:i + 16], tok.pad_token_id, list(range(i, i + 16))) for i in (0, 16, 32)]
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(tok), max_position_embeddings=32, hidden_dropout_prob=0.0,
+                        attention_probs_dropout_prob=0.0, **TINY)
+    models = {"cpu": NERModel(BertModel(config), labels)}
+    models[device] = NERModel(BertModel(config), labels)
+    models[device].load_state_dict(models["cpu"].state_dict())
+    before = {k: v.clone() for k, v in models["cpu"].state_dict().items()}
+    for where, model in models.items():
+        model.to(where).train()
+        optimizer = make_optimizer(model, TrainConfig(lr=1e-3))
+        scaler = torch.amp.GradScaler(where, enabled=False)
+        for batch in batches:
+            batch = batch.to(where)
+            ner_loss(model(batch.input_ids, batch.attention_mask), batch.labels).backward()
+            train_module.optimizer_step(optimizer, scaler, 1.0)
+    for (name, a), b in zip(models["cpu"].named_parameters(), models[device].parameters()):
+        assert (a - b.cpu()).abs().max().item() < 1e-5, name
+    assert all((before[k] != v).any() for k, v in models["cpu"].state_dict().items()), "a tensor did not train"
 
 
 def test_fp16_on_cpu_is_refused(tmp_path):

@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 from .. import hub
-from ..config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig
+from ..config import DEMO_VOCAB_SIZE, TINY_BERT, TrainConfig, check_device
 from ..data import SAMPLE_DIR, build_label_list, corpus_files, mbert_vocab_path, read_conll, shared_data_dir, unknown_tags_to_o
 from ..device import native_bf16, resolve_device
 from ..speed import keep_freed_memory
@@ -844,6 +844,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
 
     def body():
+        check_device(args.device or "auto")  # --device cuda without a GPU: one line, before any work
         run(args)
         return 0  # the exit status (run returns the rows, for tests; an empty list would exit 1)
     return run_command(body, args.debug)
