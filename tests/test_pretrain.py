@@ -157,3 +157,33 @@ def test_from_a_sentencepiece_model_keeps_its_unigram_vocabulary(unigram_model, 
     assert isinstance(tok, UnigramTokenizer) and not (out / "vocab.txt").exists()
     assert tok.inv_vocab == load_tokenizer(unigram_model).inv_vocab
     assert load_bert(out, verbose=False).config.vocab_size == load_bert(unigram_model, verbose=False).config.vocab_size
+
+
+def test_reinit_keeps_the_shape_and_tokenizer_and_draws_new_weights(unigram_model, tmp_path):
+    """--from MODEL --reinit --steps 1 --lr 0: the random-init control of a pretrained model (issue 31's
+    twin of multilingual-e5-small): its config, its Unigram tokenizer, BERT's initialisation from the
+    seed, none of its weights; a resumed run does not draw them again."""
+    from minibert_ner.model import BertConfig, BertModel
+    from minibert_ner.unigram import load_tokenizer
+    out = tmp_path / "twin"
+    pretrain(tiny(out, init_from=str(unigram_model), reinit=True, steps=1, lr=0.0))
+    original, twin = read_tensors(unigram_model / "model.safetensors"), read_tensors(out / "model.safetensors")
+    assert load_bert(out, verbose=False).config == load_bert(unigram_model, verbose=False).config
+    assert load_tokenizer(out).inv_vocab == load_tokenizer(unigram_model).inv_vocab
+    matrices = [k for k in twin if k.startswith("bert.") and twin[k].ndim == 2]
+    for k in matrices:
+        name = k.removeprefix("bert.")
+        assert not torch.equal(twin[k], original.get(k, original.get(name))), k
+    torch.manual_seed(1)  # --seed 1: the weights BertModel draws for this config
+    fresh = BertModel(BertConfig.from_json(unigram_model / "config.json"))
+    assert all(torch.equal(v, twin[f"bert.{k}"]) for k, v in fresh.state_dict().items())
+    with pytest.raises(ConfigError, match="--reinit"):
+        pretrain(tiny(tmp_path / "x", reinit=True))  # nothing to take the shape from
+    # stopped after 2 of 4 steps and resumed: the weights of 4 straight steps (last/ is read, not redrawn)
+    straight, halves = tmp_path / "straight", tmp_path / "halves"
+    settings = dict(init_from=str(unigram_model), reinit=True, steps=4, eval_every=2)
+    pretrain(tiny(straight, **settings))
+    pretrain(tiny(halves, **settings, stop_after=2))
+    pretrain(tiny(halves, **settings, resume=True))
+    a, b = read_tensors(straight / "model.safetensors"), read_tensors(halves / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

@@ -67,6 +67,7 @@ class PretrainConfig:
     steps: int = 0               # the schedule's length; 0 = as many steps as --minutes holds (measured)
     init_from: str = ""          # --from: start from this model (folder or hub id), not random weights
     head_only: bool = False      # with init_from: fit only the masked-LM head, the encoder frozen
+    reinit: bool = False         # with init_from: its shape and tokenizer, freshly drawn weights
     layers: int = 2              # [ours] a new model's shape: 2 x 256 beat 4 x 256 at the hour (README)
     hidden: int = 256
     heads: int = 4
@@ -132,7 +133,10 @@ def build_tokenizer(cfg, folder, sentences):
 def build_model(cfg, tok, folder):
     """A new BERT of the configured shape (folder None) or the one in `folder`, with BERT's MLM head:
     an NERModel with the cloze head, i.e. the CL task's model (its NER classifier stays unused)."""
-    if folder is None:
+    if folder is not None and cfg.reinit:  # the folder's shape, weights drawn afresh (torch's seed is set)
+        bert = BertModel(BertConfig.from_json(folder / "config.json"))
+        check_vocab_size(tok, bert.config, folder)
+    elif folder is None:
         bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
                                     num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
                                     max_position_embeddings=cfg.max_len))
@@ -144,7 +148,7 @@ def build_model(cfg, tok, folder):
     # --head-only: #frz = every layer freezes the embeddings (so the tied decoder too) and all layers
     model = NERModel(bert, ["O"], cloze=True, frz=bert.num_layers if cfg.head_only else -1)
     model.classifier.requires_grad_(False)  # never trained, never saved
-    mlm = read_mlm_head(folder) if folder is not None else {}
+    mlm = read_mlm_head(folder) if folder is not None and not cfg.reinit else {}
     if mlm:
         init_cloze_head(model, mlm)
     return model
@@ -348,6 +352,9 @@ def pretrain(cfg):
         raise ConfigError("--resume continues the run in --out and --overwrite deletes it: pick one")
     if cfg.head_only and not cfg.init_from:
         raise ConfigError("--head-only fits the MLM head of an existing model: name it with --from FOLDER_OR_ID")
+    if cfg.reinit and (not cfg.init_from or cfg.head_only):
+        raise ConfigError("--reinit draws new weights for the shape of the model named by --from (and cannot "
+                          "go with --head-only, which keeps its weights)")
     check_ranges(cfg)
     log = (lambda *a: None) if cfg.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     set_threads(cfg.threads)
@@ -364,7 +371,8 @@ def pretrain(cfg):
     torch.manual_seed(cfg.seed)  # the initial weights
     # a resumed run reads its weights as `train --model` would: last/ is a BertForMaskedLM folder too
     folder = out / "last" if point else hub.model_folder(cfg.init_from, None, log) if cfg.init_from else None
-    run = prepare(cfg, folder, files, info, dtype, log)
+    # a resumed run reads its weights from last/: --reinit drew them once, at the start
+    run = prepare(replace(cfg, reinit=cfg.reinit and point is None), folder, files, info, dtype, log)
     run.model.to(device)
     state = TrainerState(make_optimizer(run.model, run.recipe),
                          torch.amp.GradScaler(device.type, enabled=precision == "fp16"),  # a no-op unless fp16
@@ -459,6 +467,9 @@ def build_parser():
                    "instead of random weights")
     g.add_argument("--head-only", action="store_true", help="with --from: fit only the masked-LM head "
                    "(transform + bias); the encoder and the decoder, tied to its word embeddings, stay frozen")
+    g.add_argument("--reinit", action="store_true", help="with --from: keep the model's shape and tokenizer but "
+                   "draw new random weights (BERT's init, from --seed): a random-init control of a pretrained "
+                   "model, e.g. with --steps 1 --lr 0 (README)")
     g = p.add_argument_group("a new model")
     g.add_argument("--layers", type=int, help=f"transformer layers (default {d.layers}; 2 x 256 beat 4 x 256 at "
                    "the hour: README)")
