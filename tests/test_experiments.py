@@ -420,3 +420,11 @@ def test_saved_runs_are_reprinted_without_the_model_folder(tmp_path, capsys):
     assert len(commands) == 3 and all(c.endswith("--seed 1 2 3") for c in commands)
     assert len(rows) == 3 and all(r.endswith("; finished: seed 1 2") for r in rows)
     assert out[-1].startswith("# 6 of 9 seeds finished, 3 left")
+
+
+def test_the_hours_left_price_each_row_at_its_own_finished_seeds():
+    """--dry-run's estimate: a frozen level (faster) at its own seeds' minutes, a row not begun at the mean."""
+    done = {"#frz -1": [1200.0, 1200.0], "#frz 3": [600.0], "#frz 5": []}
+    left = {"#frz -1": 1, "#frz 3": 2, "#frz 5": 3}
+    assert experiments.hours_left(done, left) == (1200 + 2 * 600 + 3 * 1000) / 3600
+    assert experiments.hours_left({"#frz 5": []}, {"#frz 5": 3}) is None  # nothing finished: no estimate

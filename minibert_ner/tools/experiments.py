@@ -437,6 +437,17 @@ def trained_by(out):
     return holder
 
 
+def hours_left(done, left):
+    """Core-hours the unfinished seeds will take: each row (a #frz level, an auxiliary task) at the mean
+    wall time of its own finished seeds, since frozen levels run faster; a row with none at the mean of
+    all. done: row -> [seconds of its finished seeds]; left: row -> seeds left. None before any finished."""
+    every = [s for seconds in done.values() for s in seconds]
+    if not every:
+        return None
+    mean = lambda values: sum(values) / len(values)  # noqa: E731
+    return sum(n * mean(done.get(row) or every) for row, n in left.items()) / 3600
+
+
 def train_runs(runs, opts, train_fn, sha=None):
     """Train every seed of every run not finished yet; returns {run name: [result per seed]}, or
     None when the --minutes budget ran out first (the same command continues where it stopped).
@@ -683,23 +694,23 @@ def run_recipe(opts, train_fn=None):
             sha = weights_sha256(opts.model, opts.out) if local and not (absent or missing) else None
         except hub.ModelNotFound:
             sha = None
-        seconds, left = [], 0
+        done, left = {}, {}  # row -> the finished seeds' seconds; row -> seeds left
         for i, (run, argv) in enumerate(zip(runs, commands)):
             cfgs = [] if absent or missing else configs_from_argv(argv)  # it checks the files are there
             records = {} if sha is None else {cfg.seed: finished(cfg, sha)[0] for cfg in cfgs}
             seeds = [seed for seed, record in records.items() if record]
-            seconds += [record["seconds"] for record in records.values() if record.get("seconds")]
-            left += len(opts.seeds) - len(seeds)
+            done.setdefault(run.row, []).extend(r["seconds"] for r in records.values() if r.get("seconds"))
+            left[run.row] = left.get(run.row, 0) + len(opts.seeds) - len(seeds)
             holders = [(cfg.seed, trained_by(cfg.out)) for cfg in cfgs]
             going = [f"{seed} (process {pid})" for seed, pid in holders if pid]
             status = (f"; finished: seed {' '.join(map(str, seeds))}" if seeds else "") + \
                 (f"; in training: seed {', '.join(going)}" if going else "")
             print(f"# [{i + 1}/{len(runs)}] {run.row} ({run.name}){status}")
             print("python -m minibert_ner.train " + shlex.join(argv))
-        per_seed = sum(seconds) / len(seconds) / 60 if seconds else None
-        print(f"# {len(runs) * len(opts.seeds) - left} of {len(runs) * len(opts.seeds)} seeds finished, {left} left"
-              + (f": ~{left * per_seed / 60:.1f} core-hours at the {per_seed:.1f} minutes a seed took so far"
-                 if per_seed and left else ""))
+        total, n_left, hours = len(runs) * len(opts.seeds), sum(left.values()), hours_left(done, left)
+        print(f"# {total - n_left} of {total} seeds finished, {n_left} left" + (
+            f": ~{hours:.1f} core-hours (each row at the minutes its own finished seeds took, else at the "
+            "mean of all)" if hours and n_left else ""))
         return 0
     t0 = time.time()
     sha = weights_sha256(opts.model, opts.out)
