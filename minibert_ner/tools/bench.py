@@ -844,7 +844,7 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
 
     def body():
-        check_device(args.device or "auto")  # --device cuda without a GPU: one line, before any work
+        check_device(args.device)  # --device cuda without a GPU: one line, before any work
         run(args)
         return 0  # the exit status (run returns the rows, for tests; an empty list would exit 1)
     return run_command(body, args.debug)

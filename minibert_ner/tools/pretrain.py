@@ -33,7 +33,7 @@ import shutil
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -133,15 +133,13 @@ def build_tokenizer(cfg, folder, sentences):
 def build_model(cfg, tok, folder):
     """A new BERT of the configured shape (folder None) or the one in `folder`, with BERT's MLM head:
     an NERModel with the cloze head, i.e. the CL task's model (its NER classifier stays unused)."""
-    if folder is not None and cfg.reinit:  # the folder's shape, weights drawn afresh (torch's seed is set)
-        bert = BertModel(BertConfig.from_json(folder / "config.json"))
-        check_vocab_size(tok, bert.config, folder)
-    elif folder is None:
+    if folder is None:
         bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=cfg.hidden, num_hidden_layers=cfg.layers,
                                     num_attention_heads=cfg.heads, intermediate_size=cfg.intermediate,
                                     max_position_embeddings=cfg.max_len))
-    else:
-        bert = load_bert(folder, verbose=not cfg.quiet)
+    else:  # --reinit: the folder's shape with weights drawn afresh (the caller has seeded torch)
+        bert = BertModel(BertConfig.from_json(folder / "config.json")) if cfg.reinit else \
+            load_bert(folder, verbose=not cfg.quiet)
         check_vocab_size(tok, bert.config, folder)
     if cfg.max_len > bert.config.max_position_embeddings:
         raise ConfigError(f"--max-len {cfg.max_len} exceeds the model's {bert.config.max_position_embeddings} positions")
