@@ -4,7 +4,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from minibert_ner.tools.report import collect, format_table, mean_sd, merge_summary, model_label, out_of
+import torch
+
+from minibert_ner.tools.report import (BASELINE, PAPER, collect, compare, comparisons, format_comparisons,
+                                       format_table, mean_sd, merge_summary, model_label, out_of, t_critical)
 
 
 def test_mean_and_sd_over_seeds_in_points():
@@ -54,3 +57,51 @@ def test_parts_of_a_recipe_merge_into_one_summary(tmp_path, capsys):
     # a summary cut short by a kill is written anew, not a traceback
     path.write_text('{"recipe": "fre')
     assert merge_summary(path, second) == second
+
+
+@pytest.mark.parametrize("df", [1, 2, 4, 8, 30])
+def test_t_critical_leaves_five_percent_outside(df):
+    # integrate Student's t density over [-t, t]: 95 % of it lies inside (to the table's 3 decimals)
+    t = t_critical(df)
+    x = torch.linspace(-t, t, 200_001, dtype=torch.float64)
+    inside = torch.trapezoid(torch.distributions.StudentT(df).log_prob(x).exp(), x).item()
+    assert inside == pytest.approx(0.95, abs=2e-4), (df, t, inside)
+    assert t_critical(31) == 1.96 and t_critical(4) == 2.776
+
+
+def test_compare_by_hand():
+    # +2 points, both sds 2: se = sqrt(2²/3 + 2²/3) = 1.633, t = 1.22 < t(4) = 2.776: the 95 % interval is
+    # 2 +- 4.53, holding 0 and +5 but not -5
+    row, base = [0.60, 0.62, 0.64], [0.58, 0.60, 0.62]
+    d, se, verdict = compare(row, base)
+    assert d == pytest.approx(2.0) and se == pytest.approx(1.63299, abs=1e-4) and verdict == "not detectable"
+    assert compare(row, base, paper=5.0)[2] == "not detectable; add seeds"  # within two se: more seeds
+    assert compare(row, base, paper=-5.0)[2] == "not detectable; excludes the paper's; add seeds"
+    # 5 seeds a side (the issue's most): no more seeds asked; se 0.89 and t(8) = 2.306 narrow the interval to
+    # 2 +- 2.06, which now leaves the paper's +5 out
+    assert compare(row + [0.62, 0.62], base + [0.60, 0.60], paper=5.0)[2] == "not detectable; excludes the paper's"
+    big = [0.70, 0.71, 0.72]  # +10 points, se 0.82, t 12.2
+    assert compare(big, [0.60, 0.61, 0.62], paper=1.0)[2] == "reproduced"
+    assert compare(big, [0.60, 0.61, 0.62], paper=-1.0)[2] == "opposite to the paper"
+    assert compare(big, [0.60, 0.61, 0.62])[2] == "detectable"
+    # unequal seeds: the pooled variance weights each side by its degrees of freedom
+    d, se, _ = compare([0.60, 0.62, 0.64, 0.62, 0.62], [0.58, 0.60, 0.62])
+    pooled = (4 * 0.0002 + 2 * 0.0004) / 6
+    assert se == pytest.approx(100 * (pooled * (1 / 5 + 1 / 3)) ** 0.5)
+
+
+def test_comparisons_read_each_row_against_the_recipes_baseline():
+    cell = lambda *v: {"values": list(v)}
+    table = {"#frz -1": {"de": cell(0.60, 0.61, 0.62), "en": cell(0.70, 0.71)},
+             "#frz 3": {"de": cell(0.70, 0.71, 0.72), "en": cell(0.71), "nl": cell(0.5, 0.6)},
+             "#frz 0": {"de": cell(0.60, 0.61, 0.62)}}
+    found = comparisons("freeze", "test", table)
+    # en: one seed of #frz 3 has no spread; nl: no baseline in nl
+    assert [(c.row, c.lang) for c in found] == [("#frz 3", "de"), ("#frz 0", "de")]
+    paper = PAPER["freeze"]["#frz 3"]["de"] - PAPER["freeze"]["#frz -1"]["de"]  # Table 5: +2.10
+    assert found[0].paper == pytest.approx(paper) and found[0].verdict == "reproduced"
+    assert found[1].paper is None and found[1].verdict == "not detectable"  # the paper prints no #frz 0
+    assert comparisons("freeze", "dev", table)[0].paper is None  # Table 4 has no #frz 3
+    assert comparisons("ontonotes", "test", table) == [] and set(BASELINE) < set(PAPER)
+    text = format_comparisons(found, "t")
+    assert "| #frz 3 | de | +10.00 | 0.82 | +12.2 | 3 vs 3 | +2.10 | reproduced |" in text.splitlines()

@@ -7,11 +7,12 @@ row), and writes one summary JSON per recipe. What it leaves out: deciding what 
 (experiments.py) and training (train.py).
 """
 import json
+import math
 import shlex
 import statistics
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..data import read_conll
@@ -56,6 +57,81 @@ PAPER = {
         ("PC+LI", 6): (60.07, 72.16, 76.86), ("PC+LI", 8): (64.16, 73.22, 76.06)}.items()},
     "fertility": {"mBERT cased (OntoNotes)": dict(en=1.8, ar=7.42, zh=2.31)},  # Table 2, last row
 }
+
+
+# The row each recipe's other rows are read against, as the paper reads them: a #frz level against
+# nothing frozen (Tables 4-5), an auxiliary row against ML at #frz -1 (Tables 3, 6, 7), ML against SL.
+BASELINE = {"freeze": "#frz -1", "table3": "BERT-ML^3 0-shot", "aux": "ML #frz -1", "english": "ML #frz -1",
+            "table1": "BERT-SL"}
+
+# Student's t distribution: the two-sided 5 % critical value for 1 ... 30 degrees of freedom
+# (standard tables; 1.96, the normal's, beyond)
+T_CRITICAL = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+              2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+              2.052, 2.048, 2.045, 2.042)
+
+
+def t_critical(df):
+    """The |t| a difference must reach to be called detectable (two-sided, 5 %), for df >= 1."""
+    return T_CRITICAL[df - 1] if df <= len(T_CRITICAL) else 1.96
+
+
+@dataclass
+class Comparison:
+    """One of the paper's comparisons on our seeds: `row` minus the recipe's baseline row, in one language."""
+    row: str
+    lang: str
+    difference: float   # mean(row) - mean(baseline), F1 points
+    se: float           # its standard error: Student's pooled two-sample one
+    seeds: tuple        # (seeds of row, seeds of baseline)
+    paper: float | None  # the paper's difference between the same two rows, when it prints both
+    verdict: str
+
+
+def compare(row, base, paper=None):
+    """`row` vs `base` (F1 fractions per seed, >= 2 each) by Student's two-sample t-test, read against the
+    paper's difference: detectable (|t| beyond the 5 % point) with its sign "reproduced", with the other
+    "opposite"; otherwise "not detectable", and "excludes the paper's" when the paper's difference lies
+    outside our 95 % interval. Returns (difference, se, verdict)."""
+    n, m = len(row), len(base)
+    df = n + m - 2
+    pooled = ((n - 1) * statistics.variance(row) + (m - 1) * statistics.variance(base)) / df
+    se = 100 * math.sqrt(pooled * (1 / n + 1 / m))  # with n == m: sqrt(sd1^2/n + sd2^2/m)
+    d = 100 * (statistics.mean(row) - statistics.mean(base))
+    half = t_critical(df) * se  # the 95 % interval is d +- half
+    if abs(d) > half:
+        verdict = "detectable" if paper is None else "reproduced" if d * paper > 0 else "opposite to the paper"
+    else:
+        verdict = "not detectable" + ("; excludes the paper's" if paper is not None and abs(paper - d) > half else "")
+    if paper is not None and abs(d) < 2 * se and min(n, m) < 5:  # issue 31: such pairs get up to 5 seeds
+        verdict += "; add seeds"
+    return d, se, verdict
+
+
+def comparisons(recipe, split, table):
+    """Every row of a summary's `table` ({row: {lang: {"values": [...]}}}) against the recipe's baseline."""
+    base_row = BASELINE.get(recipe)
+    paper = PAPER.get(recipe + ("-dev" if split == "dev" else ""), {})
+    found = []
+    for row, cells in table.items():
+        for lang, cell in cells.items():
+            base = table.get(base_row, {}).get(lang)
+            if row == base_row or base is None or min(len(cell["values"]), len(base["values"])) < 2:
+                continue
+            ours, theirs = paper.get(row, {}), paper.get(base_row, {})
+            paper_d = ours[lang] - theirs[lang] if lang in ours and lang in theirs else None
+            d, se, verdict = compare(cell["values"], base["values"], paper_d)
+            found.append(Comparison(row, lang, d, se, (len(cell["values"]), len(base["values"])), paper_d, verdict))
+    return found
+
+
+def format_comparisons(found, title):
+    """The comparisons as markdown: difference, standard error, seeds, the paper's difference, verdict."""
+    lines = [f"**{title}**", "", "| | | difference | se | t | seeds | paper | verdict |", "|---" * 8 + "|"]
+    lines += [f"| {c.row} | {c.lang} | {c.difference:+.2f} | {c.se:.2f} | {c.difference / c.se if c.se else 0:+.1f} "
+              f"| {c.seeds[0]} vs {c.seeds[1]} | {'–' if c.paper is None else f'{c.paper:+.2f}'} | {c.verdict} |"
+              for c in found]
+    return "\n".join(lines)
 
 
 def model_label(model):
@@ -212,7 +288,15 @@ def write_report(opts, done, columns, t0, fertility_files=None):
                    runs={name: [{k: v for k, v in r.items() if k != "config"} for r in rs]
                          for name, rs in results.items()})
     path = dest / f"{opts.recipe}-{opts.scale}.json"
-    path.write_text(json.dumps(merge_summary(path, summary), indent=1))
+    summary = merge_summary(path, summary)
+    # the paper's comparisons over every row the summary holds (earlier parts of the recipe included)
+    summary["comparisons"] = {split: [asdict(c) for c in comparisons(opts.recipe, split, table)]
+                              for split, table in summary["tables"].items()}
+    for split, found in summary["comparisons"].items():
+        if found:
+            print("\n" + format_comparisons([Comparison(**c) for c in found], f"{opts.recipe}: {split} F1, each row "
+                  f"minus {BASELINE[opts.recipe]} (Student's t, two-sided 5 %; every row of {path})"))
+    path.write_text(json.dumps(summary, indent=1))
 
 
 def merge_summary(path, new):
