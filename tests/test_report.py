@@ -6,7 +6,7 @@ import pytest
 
 import torch
 
-from minibert_ner.tools.report import (BASELINE, PAPER, collect, compare, comparisons, format_comparisons,
+from minibert_ner.tools.report import (BASELINE, PAPER, baseline, collect, compare, comparisons, format_comparisons,
                                        format_table, mean_sd, merge_summary, model_label, out_of, t_critical)
 
 
@@ -104,4 +104,11 @@ def test_comparisons_read_each_row_against_the_recipes_baseline():
     assert comparisons("freeze", "dev", table)[0].paper is None  # Table 4 has no #frz 3
     assert comparisons("ontonotes", "test", table) == [] and set(BASELINE) < set(PAPER)
     text = format_comparisons(found, "t")
-    assert "| #frz 3 | de | +10.00 | 0.82 | +12.2 | 3 vs 3 | +2.10 | reproduced |" in text.splitlines()
+    assert "| #frz 3 − #frz -1 | de | +10.00 | 0.82 | +12.2 | 3 vs 3 | +2.10 | reproduced |" in text.splitlines()
+    # an auxiliary row is read against ML at its own #frz; ML's levels against nothing frozen
+    assert baseline("aux", "CL #frz 8") == "ML #frz 8" and baseline("aux", "ML #frz 8") == "ML #frz -1"
+    assert baseline("english", "PC+LI #frz 6") == "ML #frz 6" and baseline("aux", "ML #frz -1") is None
+    assert baseline("table3", "LI") == "BERT-ML^3 0-shot" and baseline("ontonotes", "BERT-ML") is None
+    aux = {"ML #frz 8": {"de": cell(0.60, 0.61, 0.62)}, "LI #frz 8": {"de": cell(0.70, 0.71, 0.72)}}
+    (li,) = comparisons("aux", "test", aux)
+    assert li.baseline == "ML #frz 8" and li.paper == pytest.approx(72.25 - 69.94)  # Table 6 at #frz 8

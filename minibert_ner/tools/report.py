@@ -59,10 +59,19 @@ PAPER = {
 }
 
 
-# The row each recipe's other rows are read against, as the paper reads them: a #frz level against
-# nothing frozen (Tables 4-5), an auxiliary row against ML at #frz -1 (Tables 3, 6, 7), ML against SL.
+# The row each recipe's other rows are read against: a #frz level against nothing frozen (Tables 4-5),
+# an auxiliary row against ML (Table 3) at the same #frz (Tables 6-7; ML's own #frz levels against -1),
+# ML against SL (Table 1).
 BASELINE = {"freeze": "#frz -1", "table3": "BERT-ML^3 0-shot", "aux": "ML #frz -1", "english": "ML #frz -1",
             "table1": "BERT-SL"}
+
+
+def baseline(recipe, row):
+    """The row that `row` of `recipe` is compared with (None: none, or the baseline itself)."""
+    base = BASELINE.get(recipe)
+    if recipe in ("aux", "english") and not row.startswith("ML "):
+        base = "ML " + row.split(" ", 1)[1]  # "CL #frz 8" -> "ML #frz 8"
+    return None if row == base else base
 
 # Student's t distribution: the two-sided 5 % critical value for 1 ... 30 degrees of freedom
 # (standard tables; 1.96, the normal's, beyond)
@@ -78,8 +87,9 @@ def t_critical(df):
 
 @dataclass
 class Comparison:
-    """One of the paper's comparisons on our seeds: `row` minus the recipe's baseline row, in one language."""
+    """One of the paper's comparisons on our seeds: `row` minus its baseline row, in one language."""
     row: str
+    baseline: str
     lang: str
     difference: float   # mean(row) - mean(baseline), F1 points
     se: float           # its standard error: Student's pooled two-sample one
@@ -110,25 +120,26 @@ def compare(row, base, paper=None):
 
 def comparisons(recipe, split, table):
     """Every row of a summary's `table` ({row: {lang: {"values": [...]}}}) against the recipe's baseline."""
-    base_row = BASELINE.get(recipe)
     paper = PAPER.get(recipe + ("-dev" if split == "dev" else ""), {})
     found = []
     for row, cells in table.items():
+        base_row = baseline(recipe, row)
         for lang, cell in cells.items():
             base = table.get(base_row, {}).get(lang)
-            if row == base_row or base is None or min(len(cell["values"]), len(base["values"])) < 2:
+            if base is None or min(len(cell["values"]), len(base["values"])) < 2:
                 continue
             ours, theirs = paper.get(row, {}), paper.get(base_row, {})
             paper_d = ours[lang] - theirs[lang] if lang in ours and lang in theirs else None
             d, se, verdict = compare(cell["values"], base["values"], paper_d)
-            found.append(Comparison(row, lang, d, se, (len(cell["values"]), len(base["values"])), paper_d, verdict))
+            found.append(Comparison(row, base_row, lang, d, se, (len(cell["values"]), len(base["values"])), paper_d,
+                                    verdict))
     return found
 
 
 def format_comparisons(found, title):
     """The comparisons as markdown: difference, standard error, seeds, the paper's difference, verdict."""
     lines = [f"**{title}**", "", "| | | difference | se | t | seeds | paper | verdict |", "|---" * 8 + "|"]
-    lines += [f"| {c.row} | {c.lang} | {c.difference:+.2f} | {c.se:.2f} | {c.difference / c.se if c.se else 0:+.1f} "
+    lines += [f"| {c.row} − {c.baseline} | {c.lang} | {c.difference:+.2f} | {c.se:.2f} | {c.difference / c.se if c.se else 0:+.1f} "
               f"| {c.seeds[0]} vs {c.seeds[1]} | {'–' if c.paper is None else f'{c.paper:+.2f}'} | {c.verdict} |"
               for c in found]
     return "\n".join(lines)
@@ -294,8 +305,8 @@ def write_report(opts, done, columns, t0, fertility_files=None):
                               for split, table in summary["tables"].items()}
     for split, found in summary["comparisons"].items():
         if found:
-            print("\n" + format_comparisons([Comparison(**c) for c in found], f"{opts.recipe}: {split} F1, each row "
-                  f"minus {BASELINE[opts.recipe]} (Student's t, two-sided 5 %; every row of {path})"))
+            print("\n" + format_comparisons([Comparison(**c) for c in found], f"{opts.recipe}: {split} F1, the paper's "
+                  f"comparisons on our seeds (Student's t, two-sided 5 %; every row of {path})"))
     path.write_text(json.dumps(summary, indent=1))
 
 
