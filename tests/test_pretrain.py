@@ -1,6 +1,7 @@
 """Masked-LM pretraining end to end on the bundled sample with a tiny BERT (seconds per run): the folder
 it writes loads in train (cloze head included) and in transformers, a killed run resumes bit for bit,
 and --head-only fits a head without touching the encoder."""
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -111,6 +112,15 @@ def test_resume_refuses_other_settings_and_a_folder_is_never_reused_silently(pre
         pretrain(tiny(pretrained, lr=0.1, resume=True))
     with pytest.raises(RunError, match="already holds a run"):
         pretrain(tiny(pretrained))
+
+
+def test_a_model_folder_that_is_not_a_run_is_never_overwritten(pretrained, tmp_path):
+    model = tmp_path / "model"  # a plain Hugging Face folder, e.g. the one --from reads
+    shutil.copytree(pretrained, model, ignore=shutil.ignore_patterns("log.jsonl", "last", "*.svg"))
+    weights = (model / "model.safetensors").read_bytes()
+    with pytest.raises(RunError, match="holds a model that is not a pretraining run"):
+        pretrain(tiny(model, init_from=str(model), head_only=True))
+    assert (model / "model.safetensors").read_bytes() == weights
 
 
 def test_head_only_keeps_the_encoder_and_lowers_the_mlm_loss(pretrained, tmp_path):

@@ -436,6 +436,10 @@ def open_run(cfg, log):
     if runs.holds_a_run(out) and not (cfg.resume or cfg.overwrite):
         raise runs.RunError(f"{out} already holds a run: pass --resume to continue it, --overwrite to delete "
                             f"it and start afresh, or another --out")
+    model_files = [f for f in ("config.json", hub.WEIGHTS) if (out / f).exists()]
+    if model_files and not runs.holds_a_run(out):  # e.g. --out the very folder of --from
+        raise runs.RunError(f"{out} holds a model that is not a pretraining run ({', '.join(model_files)}); "
+                            f"pretraining would overwrite it: choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     # --overwrite deletes nothing yet: the old run is set aside at the new one's first checkpoint
     for note in runs.recover(out) if cfg.resume or cfg.overwrite else []:  # a swap the kill interrupted
