@@ -154,6 +154,9 @@ def build_parser():
     g.add_argument("--aux", choices=AUX_CHOICES, help="auxiliary task on --unlabeled text, summed with the "
                    "NER loss: LI language ID on [CLS]; CL cloze (mask 15%% of pieces, predict them); PC "
                    "predictive cloze (mask the entities the current model predicts, predict them)")
+    g.add_argument("--cloze-head", metavar="DIR", help="[ours] start the cloze head (CL, PC) from DIR's masked-LM "
+                   "head, for a --model without one: `python -m minibert_ner.tools.pretrain --from MODEL --head-only "
+                   "--out DIR` fits it (same vocabulary). Default: --model's own head, random if it has none")
     g.add_argument("--lr", type=float, help=f"peak learning rate of AdamW (default {d.lr}; the no-argument "
                    f"demo: {DEMO['lr']})")
     g.add_argument("--head-lr", type=float, help="[ours] peak learning rate of the heads (NER, and LI/cloze "

@@ -35,6 +35,9 @@ class TrainConfig:
     unlabeled: list = field(default_factory=list)  # [(lang, path)] raw target text for LI/CL/PC
     target: list = field(default_factory=list)     # zero-shot target languages
     aux: list = field(default_factory=list)        # any of "LI", "CL", "PC"
+    # [ours] a folder whose masked-LM head starts the cloze head of CL/PC, for a --model without one
+    # (pretrain --head-only's --out; the same vocabulary); "" = --model's own head, random if it has none
+    cloze_head: str = ""
     frz: int = -1                # [paper] -1 nothing frozen, 0 embeddings, k + the lowest k layers
     lr: float = 5e-5             # [paper]
     # [ours] a separate peak lr for the heads (0 = lr): a pretrained encoder whose last layer's
@@ -120,6 +123,8 @@ def check_config(cfg):
     check_device(cfg.device)
     if cfg.aux and not cfg.unlabeled:
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
+    if cfg.cloze_head and not {"CL", "PC"} & set(cfg.aux):
+        raise ConfigError("--cloze-head starts the cloze head of --aux CL or PC; this run has neither")
     if cfg.li_on not in ("all", "target"):
         raise ConfigError(f"--li-on {cfg.li_on!r}: use all or target")
     if cfg.label_piece not in ("first", "content"):

@@ -104,12 +104,31 @@ def build_model(cfg, folder, tok, labels, languages, log):
     model = NERModel(bert, labels, languages if "LI" in cfg.aux else None,
                      cloze=bool({"CL", "PC"} & set(cfg.aux)), frz=cfg.frz)
     if model.cls is not None:
-        mlm = read_mlm_head(folder, rows) if folder is not None else {}
+        source = cloze_head_folder(cfg.cloze_head, folder) if cfg.cloze_head else folder
+        mlm = read_mlm_head(source, rows) if source is not None else {}
         if mlm:
             init_cloze_head(model, mlm)
+            log(f"the cloze head starts from {source}'s masked-LM head")
+        elif cfg.cloze_head:
+            raise ConfigError(f"--cloze-head {cfg.cloze_head}: its {hub.WEIGHTS} has no masked-LM head")
         else:
             log("the checkpoint has no masked-LM head: the cloze head starts from random weights")
     return model
+
+
+def cloze_head_folder(path, model_folder):
+    """--cloze-head's folder, once it is a model folder with --model's very vocabulary (the head's
+    output rows are vocabulary ids, so another vocabulary would predict other pieces)."""
+    folder = Path(path)
+    if not (folder / hub.WEIGHTS).is_file():
+        raise ConfigError(f"--cloze-head {path}: expected a model folder with {hub.WEIGHTS} (e.g. the --out of "
+                          f"python -m minibert_ner.tools.pretrain --from MODEL --head-only)")
+    vocab = [f for f in ("tokenizer.json", "vocab.txt") if model_folder is not None and (model_folder / f).is_file()]
+    if not vocab or not (folder / vocab[0]).is_file() \
+            or (folder / vocab[0]).read_bytes() != (model_folder / vocab[0]).read_bytes():
+        raise ConfigError(f"--cloze-head {path}: its vocabulary ({vocab[0] if vocab else 'none'}) is not "
+                          f"--model's; the head would predict other pieces")
+    return folder
 
 
 def trim_vocabulary(tok, sentences, log):

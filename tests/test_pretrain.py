@@ -10,12 +10,13 @@ import torch
 
 from minibert_ner import train as train_module
 from minibert_ner.cli import configs_from_argv
+from minibert_ner.config import check_config
 from minibert_ner.heads import NERModel
 from minibert_ner.tools.pretrain import PretrainConfig, build_model, main, pretrain
 from minibert_ner.runs import RunError, read_log
 from minibert_ner.tokenizer import WordPieceTokenizer
 from minibert_ner.train import ConfigError
-from minibert_ner.weights import init_cloze_head, load_bert, read_mlm_head, read_tensors
+from minibert_ner.weights import init_cloze_head, load_bert, read_mlm_head, read_tensors, save_bert
 from minibert_ner.windows import collate, encode_sentences
 from minibert_ner.data import read_text
 
@@ -64,6 +65,39 @@ def test_train_loads_it_and_the_cloze_head_starts_from_the_pretrained_head(pretr
     assert torch.equal(model.cls.predictions.transform.dense.weight, head["transform.dense.weight"])
     train_module.train(cfg)  # and a whole run goes through
     assert (tmp_path / "ner" / "best" / "model.safetensors").is_file()
+
+
+def test_cloze_head_from_another_folder_for_a_model_without_one(pretrained, tmp_path):
+    # the encoder alone (as multilingual-e5-small or MiniLM ship), and the head from `pretrained`
+    headless = tmp_path / "headless"
+    save_bert(load_bert(pretrained, verbose=False), headless)
+    shutil.copy(pretrained / "vocab.txt", headless)
+    assert read_mlm_head(headless) == {}
+    tok = WordPieceTokenizer.from_file(pretrained / "vocab.txt")
+    args = ["--model", str(headless), "--aux", "CL", "--train", f"en={SAMPLE / 'en/train.txt'}", "--unlabeled",
+            f"de={SAMPLE / 'unlabeled/de.txt'}", "--out", str(tmp_path / "ner"), "--quiet"]
+    build = lambda *extra: train_module.build_model(configs_from_argv(args + list(extra))[0], headless, tok,
+                                                    ["O", "B-PER", "I-PER"], ["de", "en"], print)
+    random_head = build()
+    head = read_mlm_head(pretrained)
+    assert not torch.equal(random_head.cls.predictions.bias, head["bias"])
+    model = build("--cloze-head", str(pretrained))
+    assert torch.equal(model.cls.predictions.bias, head["bias"])
+    assert torch.equal(model.cls.predictions.transform.dense.weight, head["transform.dense.weight"])
+    # what cannot work is one clear error each
+    with pytest.raises(ConfigError, match="has no masked-LM head"):
+        build("--cloze-head", str(headless))
+    with pytest.raises(ConfigError, match="expected a model folder"):
+        build("--cloze-head", str(tmp_path / "nowhere"))
+    other = tmp_path / "other-vocab"
+    shutil.copytree(pretrained, other, ignore=shutil.ignore_patterns("last"))
+    (other / "vocab.txt").write_text((pretrained / "vocab.txt").read_text().replace("[UNK]", "[UNKNOWN]"))
+    with pytest.raises(ConfigError, match="is not --model's"):
+        build("--cloze-head", str(other))
+    (no_cloze,) = configs_from_argv(args[:2] + ["--train", f"en={SAMPLE / 'en/train.txt'}", "--out",
+                                                str(tmp_path / "x"), "--cloze-head", str(pretrained)])
+    with pytest.raises(ConfigError, match="--cloze-head starts the cloze head of --aux CL or PC"):
+        check_config(no_cloze)
 
 
 def test_transformers_loads_it_with_the_same_logits(pretrained):

@@ -321,6 +321,8 @@ def run_argv(run, opts):
     argv += (["--max-sentences", str(opts.max_sentences)] if opts.max_sentences else []) + \
         (["--bucket"] if opts.bucket else []) + (["--head-lr", str(opts.head_lr)] if opts.head_lr else []) + \
         (["--trim-vocab"] if opts.trim_vocab else [])
+    if opts.cloze_head and {"CL", "PC"} & set(run.key.split("+")):  # only the rows with a cloze head
+        argv += ["--cloze-head", opts.cloze_head]
     out = Path(opts.out) / run.name
     if len(opts.seeds) == 1:  # train writes one seed into --out itself, several into --out/seed-N
         out = out / f"seed-{opts.seeds[0]}"  # a recipe keeps seed-N, so --seeds 2 meets the seed-2 run
@@ -602,6 +604,8 @@ def build_parser():
     g.add_argument("--lr", type=float)
     g.add_argument("--head-lr", type=float)
     g.add_argument("--precision", choices=("fp32", "bf16", "fp16"))
+    g.add_argument("--cloze-head", metavar="DIR", default="", help="the CL and PC rows start their cloze head "
+                   "from DIR's masked-LM head (pretrain --from MODEL --head-only --out DIR), for a --model without one")
     return p
 
 
