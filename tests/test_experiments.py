@@ -202,6 +202,17 @@ def test_freeze_recipe_runs_end_to_end_on_a_tiny_model(tmp_path, capsys):
     merged = json.loads((tmp_path / "results" / "freeze-small.json").read_text())
     assert merged["tables"] == summary["tables"] and merged["runs"].keys() == summary["runs"].keys()
     assert len(merged["commands"]) == 2 and merged["train_minutes"] == summary["train_minutes"]
+    # a third seed for one cell (issue 31: where a comparison stays within two standard errors): --seeds 3
+    # trains only it, and every report from then on holds all three seeds of that cell
+    trained = []
+    experiments.main(one_part + ["--seeds", "3"], train_fn=lambda cfg: trained.append(cfg.seed) or tiny_train(cfg))
+    assert trained == [3] and "| #frz 1 |" in capsys.readouterr().out
+    experiments.main(argv, train_fn=lambda cfg: pytest.fail("finished runs must be reused"))
+    printed = capsys.readouterr().out
+    more = json.loads((tmp_path / "results" / "freeze-small.json").read_text())["tables"]["test"]
+    assert len(more["#frz 1"]["nl"]["values"]) == 3 and len(more["#frz -1"]["nl"]["values"]) == 2
+    assert "(3 seeds) |" in next(l for l in printed.splitlines() if l.startswith("| #frz 1 |"))
+    assert "seeds" not in next(l for l in printed.splitlines() if l.startswith("| #frz -1 |"))
     # ... unless a setting changed: then the runs are trained again, not silently reused
     retrained = []
     # (a finished run does not resume: the attempt fails at once, then the seed trains with --overwrite)

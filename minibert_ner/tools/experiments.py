@@ -486,8 +486,26 @@ def train_runs(runs, opts, train_fn, sha=None):
             if record is None:
                 return out_of_time(opts)
         results.setdefault(name, []).append((cfg.seed, record))
+    for run in runs:  # and the seeds finished beyond --seeds, e.g. 4-5 of a pair within two standard errors
+        results.setdefault(run.name, []).extend(more_seeds(run, opts, sha))
     return {name: [record for _, record in sorted(results[name], key=lambda pair: pair[0])]
             for name in dict.fromkeys(name for name, _, _ in todo)}
+
+
+def more_seeds(run, opts, sha):
+    """[(seed, record)] of the run's seeds finished outside --seeds with this very config and weights:
+    so a table re-printed with the scale's seeds 1-3 shows the 4th and 5th that a later
+    `--seeds 4 5` added to some cells, and one printed with --seeds 4 5 shows 1-3 as well."""
+    found = []
+    for folder in sorted((Path(opts.out) / run.name).glob("seed-*")):
+        seed = folder.name[len("seed-"):]
+        if not seed.isdigit() or int(seed) in opts.seeds:
+            continue
+        (cfg,) = configs_from_argv(run_argv(run, argparse.Namespace(**{**vars(opts), "seeds": [int(seed)]})))
+        record, _ = finished(cfg, sha)
+        if record:
+            found.append((int(seed), record))
+    return found
 
 
 def out_of_time(opts):

@@ -169,12 +169,13 @@ def collect(runs, results, key="test"):
     return table
 
 
-def format_table(table, columns, title, paper=None):
-    """A markdown table of mean ± sd per cell, then the paper's rows for the same columns."""
+def format_table(table, columns, title, paper=None, seeds=None):
+    """A markdown table of mean ± sd per cell, then the paper's rows for the same columns. A cell
+    over another number of seeds than `seeds` (e.g. 5 where a comparison needed more) says so."""
     lines = [f"**{title}**", "", "| | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    cell = lambda v: "{:.2f} ± {:.2f}".format(*mean_sd(v)) + (f" ({len(v)} seeds)" if seeds and len(v) != seeds else "")
     for row, cells in table.items():
-        lines.append(f"| {row} | " + " | ".join(
-            "{:.2f} ± {:.2f}".format(*mean_sd(cells[c])) if c in cells else "–" for c in columns) + " |")
+        lines.append(f"| {row} | " + " | ".join(cell(cells[c]) if c in cells else "–" for c in columns) + " |")
     for row, cells in (paper or {}).items():
         lines.append(f"| paper: {row} | " + " | ".join(f"{cells[c]:.2f}" if c in cells else "–"
                                                        for c in columns) + " |")
@@ -276,7 +277,7 @@ def write_report(opts, done, columns, t0, fertility_files=None):
     for split, table in tables.items():
         paper = PAPER.get(opts.recipe + ("-dev" if split == "dev" else ""))
         print(format_table(table, columns, f"{opts.recipe}: {split} F1 (%), mean ± sd over seeds "
-                           f"{opts.seeds}; {model_label(opts.model)}", paper) + "\n")
+                           f"{opts.seeds}; {model_label(opts.model)}", paper, len(opts.seeds)) + "\n")
     summary = dict(recipe=opts.recipe, scale=opts.scale, model=opts.model, data=opts.data, n_layers=n_layers)
     if fertility_files:  # Table 2's last row: fertility on the OntoNotes test tokens
         summary["fertility"], summary["unk_words"] = fertility(fertility_files, opts.data, opts.model)
@@ -324,7 +325,10 @@ def merge_summary(path, new):
         return new
     setup = ("recipe", "scale", "model", "data", "n_layers", "settings")
     parts = ("commands", "runs", "plots", "tables")
-    if not isinstance(old, dict) or any(k not in old for k in setup + parts) or any(old[k] != new[k] for k in setup):
+    # the seeds asked for are not the setup: every invocation reports every finished seed of its cells
+    same = lambda k: old[k] == new[k] if k != "settings" else \
+        isinstance(old[k], dict) and {**old[k], "seeds": None} == {**new[k], "seeds": None}
+    if not isinstance(old, dict) or any(k not in old for k in setup + parts) or not all(same(k) for k in setup):
         print(f"{path}: written anew (the one there was for another model, data or settings)", file=sys.stderr)
         return new
     ours = {out_of(c) for c in new["commands"]}
