@@ -444,3 +444,24 @@ def test_the_hours_left_price_each_row_at_its_own_finished_seeds():
     left = {"#frz -1": 1, "#frz 3": 2, "#frz 5": 3}
     assert experiments.hours_left(done, left) == (1200 + 2 * 600 + 3 * 1000) / 3600
     assert experiments.hours_left({"#frz 5": []}, {"#frz 5": 3}) is None  # nothing finished: no estimate
+
+
+def test_seeds_up_to_adds_seeds_where_a_comparison_stays_within_two_standard_errors(tmp_path, capsys):
+    """Issue 31's rule: both sides of a comparison the paper makes (here ML vs SL on English, Table 1)
+    that the report leaves within two standard errors get more seeds, up to --seeds-up-to in all."""
+    trained = []
+
+    def fake_train(cfg):  # ML 1 point above SL, seeds 2 points apart: d = 1, se 1.4, within two se
+        trained.append((Path(cfg.out).parent.name, cfg.seed))
+        Path(cfg.out).mkdir(parents=True, exist_ok=True)
+        f1 = 0.50 + 0.02 * (cfg.seed % 2) + (0.01 if len(cfg.train) > 1 else 0.0)
+        return dict(best_dev_f1=f1, best_epoch=1, test={lang: f1 for lang, _ in cfg.test})
+    argv = ["table1", "--model", "", "--data", str(SAMPLE), "--out", str(tmp_path / "runs"), "--targets", "en"]
+    assert experiments.main(argv + ["--seeds-up-to", "3"], train_fn=fake_train) == 0
+    assert sorted(trained) == [("ml", 1), ("ml", 2), ("ml", 3), ("sl-en", 1), ("sl-en", 2), ("sl-en", 3)]
+    summary = json.loads((tmp_path / "runs" / "table1-small.json").read_text())
+    (en,) = [c for c in summary["comparisons"]["test"] if c["lang"] == "en"]
+    assert en["seeds"] == [3, 3] and en["row"] == "BERT-ML" and en["baseline"] == "BERT-SL"
+    assert "runs behind comparisons within two standard errors get seeds 3" in capsys.readouterr().err
+    # run again: everything is finished, and nothing is asked beyond --seeds-up-to
+    experiments.main(argv + ["--seeds-up-to", "3"], train_fn=lambda cfg: pytest.fail("nothing is left to train"))

@@ -267,7 +267,8 @@ class Finished:
 def write_report(opts, done, columns, t0, fertility_files=None):
     """Print the recipe's tables (ours, then the paper's rows), the numbers behind its plots and
     its training time; write the SVG plots and RESULTS/<recipe>-<scale>.json (merged with the rows
-    an earlier part of the same recipe wrote there). `done`: a Finished; t0: when this command began."""
+    an earlier part of the same recipe wrote there), and return that summary. `done`: a Finished; t0:
+    when this command began."""
     runs, results, commands, n_layers = done.runs, done.results, done.commands, done.n_layers
     dest = Path(opts.results)
     dest.mkdir(parents=True, exist_ok=True)
@@ -309,6 +310,7 @@ def write_report(opts, done, columns, t0, fertility_files=None):
             print("\n" + format_comparisons([Comparison(**c) for c in found], f"{opts.recipe}: {split} F1, the paper's "
                   f"comparisons on our seeds (Student's t, two-sided 5 %; every row of {path})"))
     path.write_text(json.dumps(summary, indent=1))
+    return summary
 
 
 def merge_summary(path, new):
