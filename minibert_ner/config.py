@@ -125,6 +125,9 @@ def check_config(cfg):
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
     if cfg.cloze_head and not {"CL", "PC"} & set(cfg.aux):
         raise ConfigError("--cloze-head starts the cloze head of --aux CL or PC; this run has neither")
+    if cfg.cloze_head and not (Path(cfg.cloze_head) / "model.safetensors").is_file():
+        raise ConfigError(f"--cloze-head {cfg.cloze_head}: expected a model folder with model.safetensors (e.g. the "
+                          f"--out of python -m minibert_ner.tools.pretrain --from MODEL --head-only)")
     if cfg.li_on not in ("all", "target"):
         raise ConfigError(f"--li-on {cfg.li_on!r}: use all or target")
     if cfg.label_piece not in ("first", "content"):

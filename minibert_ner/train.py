@@ -119,10 +119,7 @@ def build_model(cfg, folder, tok, labels, languages, log):
 def cloze_head_folder(path, model_folder):
     """--cloze-head's folder, once it is a model folder with --model's very vocabulary (the head's
     output rows are vocabulary ids, so another vocabulary would predict other pieces)."""
-    folder = Path(path)
-    if not (folder / hub.WEIGHTS).is_file():
-        raise ConfigError(f"--cloze-head {path}: expected a model folder with {hub.WEIGHTS} (e.g. the --out of "
-                          f"python -m minibert_ner.tools.pretrain --from MODEL --head-only)")
+    folder = Path(path)  # a model folder: check_config saw to that
     vocab = [f for f in ("tokenizer.json", "vocab.txt") if model_folder is not None and (model_folder / f).is_file()]
     if not vocab or not (folder / vocab[0]).is_file() \
             or (folder / vocab[0]).read_bytes() != (model_folder / vocab[0]).read_bytes():

@@ -87,8 +87,8 @@ def test_cloze_head_from_another_folder_for_a_model_without_one(pretrained, tmp_
     # what cannot work is one clear error each
     with pytest.raises(ConfigError, match="has no masked-LM head"):
         build("--cloze-head", str(headless))
-    with pytest.raises(ConfigError, match="expected a model folder"):
-        build("--cloze-head", str(tmp_path / "nowhere"))
+    with pytest.raises(ConfigError, match="expected a model folder"):  # before any data is read
+        check_config(configs_from_argv(args + ["--cloze-head", str(tmp_path / "nowhere")])[0])
     other = tmp_path / "other-vocab"
     shutil.copytree(pretrained, other, ignore=shutil.ignore_patterns("last"))
     (other / "vocab.txt").write_text((pretrained / "vocab.txt").read_text().replace("[UNK]", "[UNKNOWN]"))
