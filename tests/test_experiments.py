@@ -124,7 +124,9 @@ def test_table6_has_six_rows_at_frz_minus_1_and_8(tmp_path):
     assert lang == "es" and lines[0] == " ".join(first.words)  # words only: no tag column
     assert len(lines) == experiments.SCALES["small"]["max_sentences"]
     # --cloze-head reaches the rows with a cloze head (CL, PC, with or without LI) and no other
-    runs, configs = build("aux", tmp_path, "--targets", "es", "--cloze-head", "heads/mlm")
+    with pytest.raises(SystemExit):  # a folder that is not there: refused before anything trains
+        experiments.parse_options(["aux", "--model", "", "--cloze-head", str(tmp_path / "heads/mlm")])
+    runs, configs = build("aux", tmp_path, "--targets", "es", "--cloze-head", "heads/mlm", "--dry-run")
     assert {r.row: configs[r.name][0].cloze_head for r in runs if r.row.endswith("#frz -1")} == {
         "ML #frz -1": "", "LI #frz -1": "", "CL #frz -1": "heads/mlm", "CL+LI #frz -1": "heads/mlm",
         "PC #frz -1": "heads/mlm", "PC+LI #frz -1": "heads/mlm"}

@@ -639,6 +639,10 @@ def parse_options(argv):
         setattr(opts, key, value if getattr(opts, key, None) is None else getattr(opts, key))
     if opts.ontonotes and opts.recipe != "ontonotes":
         p.error("--ontonotes belongs to the ontonotes recipe (Table 2)")
+    if opts.cloze_head and not opts.dry_run and not (Path(opts.cloze_head) / hub.WEIGHTS).is_file():
+        p.error(f"--cloze-head {opts.cloze_head}: expected a model folder with {hub.WEIGHTS} (python -m "
+                f"minibert_ner.tools.pretrain --from MODEL --head-only --out DIR); checked now, not hours later at "
+                f"the first cloze row")
     if opts.model is None:
         if opts.scale == "paper":  # the paper's model, from the hub (or its cache: HF_HUB_OFFLINE=1)
             opts.model = "bert-base-multilingual-cased"
