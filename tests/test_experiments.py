@@ -467,3 +467,6 @@ def test_seeds_up_to_adds_seeds_where_a_comparison_stays_within_two_standard_err
     assert "runs behind comparisons within two standard errors get seeds 3" in capsys.readouterr().err
     # run again: everything is finished, and nothing is asked beyond --seeds-up-to
     experiments.main(argv + ["--seeds-up-to", "3"], train_fn=lambda cfg: pytest.fail("nothing is left to train"))
+    # asked for seed 3 alone, the cells reach 3 in all with seeds 1 and 2, which are there: nothing to train
+    experiments.main(argv + ["--seeds", "3", "--seeds-up-to", "3"], train_fn=lambda cfg: pytest.fail("finished"))
+    assert "get seeds 1 2 (--seeds-up-to 3)" in capsys.readouterr().err

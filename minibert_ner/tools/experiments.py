@@ -42,6 +42,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
+from itertools import count, islice
 from pathlib import Path
 
 try:
@@ -753,7 +754,8 @@ def run_recipe(opts, train_fn=None):
     tests = {l: files.split(l, 2) for l in ONTONOTES} if opts.recipe == "ontonotes" else None
     summary = write_report(opts, Finished(runs, results, commands, n_layers), RECIPES[opts.recipe][1], t0, tests)
     unresolved = unresolved_runs(runs, results, summary)
-    extra = list(range(max(opts.seeds) + 1, max(opts.seeds) + 1 + opts.seeds_up_to - len(opts.seeds)))
+    # the first seed numbers not asked for, so a cell reaches N seeds in all (1-3 asked: 4 and 5)
+    extra = list(islice((s for s in count(1) if s not in opts.seeds), max(0, opts.seeds_up_to - len(opts.seeds))))
     if unresolved and extra:
         print(f"\n{len(unresolved)} runs behind comparisons within two standard errors get seeds "
               f"{' '.join(map(str, extra))} (--seeds-up-to {opts.seeds_up_to})", file=sys.stderr)

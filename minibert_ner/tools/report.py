@@ -73,6 +73,7 @@ def baseline(recipe, row):
         base = "ML " + row.split(" ", 1)[1]  # "CL #frz 8" -> "ML #frz 8"
     return None if row == base else base
 
+
 # Student's t distribution: the two-sided 5 % critical value for 1 ... 30 degrees of freedom
 # (standard tables; 1.96, the normal's, beyond)
 T_CRITICAL = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
