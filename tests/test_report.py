@@ -112,3 +112,18 @@ def test_comparisons_read_each_row_against_the_recipes_baseline():
     aux = {"ML #frz 8": {"de": cell(0.60, 0.61, 0.62)}, "LI #frz 8": {"de": cell(0.70, 0.71, 0.72)}}
     (li,) = comparisons("aux", "test", aux)
     assert li.baseline == "ML #frz 8" and li.paper == pytest.approx(72.25 - 69.94)  # Table 6 at #frz 8
+
+
+def test_plots_average_finished_seeds_only(tmp_path):
+    # seed 1 finished two epochs; seed 2 is still in training after one: the curve keeps both epochs
+    from minibert_ner.runs import write_log
+    from minibert_ner.tools.report import write_plots
+    run = SimpleNamespace(name="zs-nl", row="#frz -1", argv=["--target", "nl"])
+    for seed, f1s in ((1, [0.5, 0.7]), (2, [0.1])):
+        folder = tmp_path / "runs" / "zs-nl" / f"seed-{seed}"
+        folder.mkdir(parents=True)
+        write_log(folder, [{"epoch": e + 1, "dev": {"nl": {"f1": f}}} for e, f in enumerate(f1s)], ["nl"])
+    (tmp_path / "runs" / "zs-nl" / "seed-1" / "results.json").write_text("{}")
+    (tmp_path / "plots").mkdir()
+    plots = write_plots("freeze", [run], tmp_path / "runs", tmp_path / "plots")
+    assert plots["freeze-nl.svg"]["#frz -1"] == [50.0, 70.0]

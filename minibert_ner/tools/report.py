@@ -201,7 +201,9 @@ def plot_over_epochs(curves, title):
 
 def write_plots(name, runs, out, dest):
     """Figure 2 (zero-shot dev F1 per target over epochs) and Figure 3 (one plot per target, #frz)."""
-    folders = lambda run: sorted((Path(out) / run.name).glob("seed-*")) or [Path(out) / run.name]
+    # finished seeds only (results.json written): a seed still in training would add its epochs so far
+    folders = lambda run: [f for f in sorted((Path(out) / run.name).glob("seed-*")) if (f / "results.json").exists()] \
+        or [Path(out) / run.name]
     target = lambda run: run.argv[run.argv.index("--target") + 1]
     plots = {}  # file name -> {label: mean dev F1 per epoch}
     base = [r for r in runs if r.row in ("BERT-ML^3 0-shot", "#frz -1")]
