@@ -102,6 +102,13 @@ RUN_CONTROL = {"out", "resume", "overwrite", "allow_change", "stop_after", "minu
                "eval_batch_size", "cache_frozen", "cache_gb"}
 
 
+def check_cloze_head(path):
+    """--cloze-head must name a model folder (checked before any data is read, or any recipe row trains)."""
+    if not (Path(path) / "model.safetensors").is_file():
+        raise ConfigError(f"--cloze-head {path}: expected a model folder with model.safetensors (e.g. the --out of "
+                          f"python -m minibert_ner.tools.pretrain --from MODEL --head-only)")
+
+
 def check_config(cfg):
     """Refuse settings that cannot work, before any data is read."""
     if not cfg.out:
@@ -125,9 +132,8 @@ def check_config(cfg):
         raise ConfigError("--aux needs --unlabeled LANG=FILE (raw target-language text)")
     if cfg.cloze_head and not {"CL", "PC"} & set(cfg.aux):
         raise ConfigError("--cloze-head starts the cloze head of --aux CL or PC; this run has neither")
-    if cfg.cloze_head and not (Path(cfg.cloze_head) / "model.safetensors").is_file():
-        raise ConfigError(f"--cloze-head {cfg.cloze_head}: expected a model folder with model.safetensors (e.g. the "
-                          f"--out of python -m minibert_ner.tools.pretrain --from MODEL --head-only)")
+    if cfg.cloze_head:
+        check_cloze_head(cfg.cloze_head)
     if cfg.li_on not in ("all", "target"):
         raise ConfigError(f"--li-on {cfg.li_on!r}: use all or target")
     if cfg.label_piece not in ("first", "content"):

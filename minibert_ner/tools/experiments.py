@@ -53,7 +53,7 @@ except ImportError:
 from .. import hub
 from .. import runs as runs_module
 from ..cli import configs_from_argv
-from ..config import RUN_CONTROL, TINY_BERT
+from ..config import RUN_CONTROL, TINY_BERT, ConfigError, check_cloze_head
 from ..data import CONLL_FILES, DataError, read_conll, shared_data_dir
 from ..runs import minilm_folder
 from ..train import train
@@ -640,10 +640,11 @@ def parse_options(argv):
         setattr(opts, key, value if getattr(opts, key, None) is None else getattr(opts, key))
     if opts.ontonotes and opts.recipe != "ontonotes":
         p.error("--ontonotes belongs to the ontonotes recipe (Table 2)")
-    if opts.cloze_head and not opts.dry_run and not (Path(opts.cloze_head) / hub.WEIGHTS).is_file():
-        p.error(f"--cloze-head {opts.cloze_head}: expected a model folder with {hub.WEIGHTS} (python -m "
-                f"minibert_ner.tools.pretrain --from MODEL --head-only --out DIR); checked now, not hours later at "
-                f"the first cloze row")
+    if opts.cloze_head and not opts.dry_run:  # now, not hours later at the first cloze row
+        try:
+            check_cloze_head(opts.cloze_head)
+        except ConfigError as error:
+            p.error(str(error))
     if opts.model is None:
         if opts.scale == "paper":  # the paper's model, from the hub (or its cache: HF_HUB_OFFLINE=1)
             opts.model = "bert-base-multilingual-cased"
